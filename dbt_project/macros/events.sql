@@ -1,0 +1,20 @@
+{#- The event types the platform logs (CONTRACT.md); anything else is rejected. -#}
+{% macro known_event_types() -%}
+('signup', 'login', 'page_view', 'course_view', 'enroll', 'lesson_start', 'lesson_complete',
+ 'quiz_submit', 'video_play', 'achievement_unlocked', 'buddy_message', 'logout')
+{%- endmacro %}
+
+{#- "Nguyễn Văn An" -> "Nguyễn V. A.": the family name and the initials of the rest. -#}
+{% macro mask_full_name(column) -%}
+(
+    select string_agg(
+        case when part.n = 1 then part.word else left(part.word, 1) || '.' end,
+        ' ' order by part.n)
+    from unnest(regexp_split_to_array(trim({{ column }}), '\s+')) with ordinality as part(word, n)
+)
+{%- endmacro %}
+
+{#- a / b, null when b is 0 or null. -#}
+{% macro safe_ratio(numerator, denominator) -%}
+({{ numerator }})::numeric / nullif({{ denominator }}, 0)
+{%- endmacro %}

@@ -1,0 +1,39 @@
+{#- Custom schema names are used as they are: marts land in `marts`, not `<target>_marts`. -#}
+{% macro generate_schema_name(custom_schema_name, node) -%}
+    {%- if custom_schema_name is none -%}
+        {{ target.schema }}
+    {%- else -%}
+        {{ custom_schema_name | trim }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The read-only role BI tools use: no login by default (grant it to a login role). -#}
+{% macro ensure_bi_reader() %}
+do $$
+begin
+    if not exists (select 1 from pg_roles where rolname = 'bi_reader') then
+        create role bi_reader nologin;
+    end if;
+end
+$$;
+{% endmacro %}
+
+{#- bi_reader may use marts and nothing else: raw app data and audit stay closed. -#}
+{% macro grant_marts_usage() %}
+{% if execute %}
+do $$
+begin
+    if exists (select 1 from pg_namespace where nspname = 'marts') then
+        execute 'grant usage on schema marts to bi_reader';
+    end if;
+    if exists (select 1 from pg_namespace where nspname = 'app') then
+        execute 'revoke all on schema app from public, bi_reader';
+        execute 'revoke all on all tables in schema app from public, bi_reader';
+    end if;
+    if exists (select 1 from pg_namespace where nspname = 'audit') then
+        execute 'revoke all on schema audit from public, bi_reader';
+    end if;
+end
+$$;
+{% endif %}
+{% endmacro %}

@@ -1,0 +1,49 @@
+{#- One definition of local time, the as-of date and the incremental window. -#}
+
+{% macro reporting_tz() -%}
+'{{ var("reporting_tz") }}'
+{%- endmacro %}
+
+{% macro as_of_date_value() -%}
+    {%- set configured = var("as_of_date", "") -%}
+    {%- if configured is none or configured | string | trim == "" -%}
+        {{- return(modules.datetime.datetime.now(modules.pytz.timezone(var("reporting_tz"))).strftime("%Y-%m-%d")) -}}
+    {%- endif -%}
+    {%- set text = configured | string | trim -%}
+    {%- if not modules.re.match("^\d{4}-\d{2}-\d{2}$", text) -%}
+        {{- exceptions.raise_compiler_error("var as_of_date must be YYYY-MM-DD, got '" ~ text ~ "'") -}}
+    {%- endif -%}
+    {{- return(text) -}}
+{%- endmacro %}
+
+{#- The as-of date as a SQL date literal. -#}
+{% macro as_of_date() -%}
+date '{{ as_of_date_value() }}'
+{%- endmacro %}
+
+{#- The first instant after as_of_date ends locally: facts count when ts < as_of_end(). -#}
+{% macro as_of_end() -%}
+((date '{{ as_of_date_value() }}' + 1)::timestamp at time zone {{ reporting_tz() }})
+{%- endmacro %}
+
+{% macro local_ts(column) -%}
+({{ column }} at time zone {{ reporting_tz() }})
+{%- endmacro %}
+
+{% macro local_date(column) -%}
+cast({{ local_ts(column) }} as date)
+{%- endmacro %}
+
+{#- ISO week (Monday) that contains a date. -#}
+{% macro week_start(date_expr) -%}
+cast(date_trunc('week', {{ date_expr }}) as date)
+{%- endmacro %}
+
+{#- Local midnight starting the incremental window, as an instant. -#}
+{% macro incremental_start() -%}
+((date '{{ as_of_date_value() }}' - {{ var("lookback_days") }})::timestamp at time zone {{ reporting_tz() }})
+{%- endmacro %}
+
+{% macro incremental_start_date() -%}
+(date '{{ as_of_date_value() }}' - {{ var("lookback_days") }})
+{%- endmacro %}

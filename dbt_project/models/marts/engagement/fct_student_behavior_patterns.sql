@@ -1,0 +1,136 @@
+-- depends_on: {{ ref('int_user_days') }}
+{{
+    config(
+        materialized='incremental',
+        unique_key='user_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        indexes=[{'columns': ['user_id'], 'unique': true}],
+        post_hook=[
+            "update {{ this }} set days_since_last_active = {{ as_of_date() }} - last_active_date
+             where days_since_last_active is distinct from {{ as_of_date() }} - last_active_date",
+        ],
+    )
+}}
+{#-
+    One row per user with a valid event: input for AI personalisation.
+    Ties: preferred_hour takes the earliest hour, preferred_day_of_week the lowest ISO day,
+    favorite_category the alphabetically first category.
+    Incremental runs recompute, from their whole history, the users with a valid event
+    or a lesson started or completed in the lookback window; the post-hook then moves
+    everyone's days_since_last_active to the new as_of_date.
+-#}
+
+with users as (
+    select user_id from {{ ref('int_users_as_of') }}
+),
+
+{% if is_incremental() %}
+touched as (
+    select user_id from {{ ref('int_user_days') }}
+    where activity_date >= {{ incremental_start_date() }}
+    union
+    select user_id from {{ ref('stg_app__user_progress') }}
+    where updated_at >= {{ incremental_start() }} or started_at >= {{ incremental_start() }}
+),
+{% endif %}
+
+events as (
+    select events.*
+    from {{ ref('int_events_valid') }} as events
+    inner join users on users.user_id = events.user_id
+    {% if is_incremental() %}
+    where events.user_id in (select user_id from touched)
+    {% endif %}
+),
+
+totals as (
+    select
+        user_id,
+        count(*) as total_events,
+        count(distinct local_date) as active_days,
+        max(local_date) as last_active_date
+    from events
+    group by user_id
+),
+
+sessions as (
+    select
+        user_id,
+        count(*) as sessions,
+        avg(duration_seconds) / 60.0 as avg_session_minutes
+    from {{ ref('int_sessions') }}
+    where user_id in (select user_id from totals)
+    group by user_id
+),
+
+hours as (
+    select distinct on (user_id) user_id, local_hour as preferred_hour
+    from (select user_id, local_hour, count(*) as n from events group by 1, 2) as by_hour
+    order by user_id, n desc, local_hour asc
+),
+
+days as (
+    select distinct on (user_id) user_id, local_iso_dow as preferred_day_of_week
+    from (select user_id, local_iso_dow, count(*) as n from events group by 1, 2) as by_day
+    order by user_id, n desc, local_iso_dow asc
+),
+
+categories as (
+    select distinct on (user_id) user_id, category as favorite_category
+    from (
+        select events.user_id, courses.category, count(*) as n
+        from events
+        inner join {{ ref('stg_app__courses') }} as courses on courses.course_id = events.course_id
+        group by 1, 2
+    ) as by_category
+    order by user_id, n desc, category asc
+),
+
+lessons as (
+    select
+        progress.user_id,
+        count(*) as lessons_started,
+        count(*) filter (where progress.is_completed and progress.completed_at < {{ as_of_end() }})
+            as lessons_completed,
+        count(*) filter (where courses.level = 'BEGINNER') as started_beginner,
+        count(*) filter (where courses.level = 'BEGINNER' and progress.is_completed
+                         and progress.completed_at < {{ as_of_end() }}) as completed_beginner,
+        count(*) filter (where courses.level = 'INTERMEDIATE') as started_intermediate,
+        count(*) filter (where courses.level = 'INTERMEDIATE' and progress.is_completed
+                         and progress.completed_at < {{ as_of_end() }}) as completed_intermediate,
+        count(*) filter (where courses.level = 'EXPERT') as started_expert,
+        count(*) filter (where courses.level = 'EXPERT' and progress.is_completed
+                         and progress.completed_at < {{ as_of_end() }}) as completed_expert
+    from {{ ref('stg_app__user_progress') }} as progress
+    inner join {{ ref('stg_app__courses') }} as courses on courses.course_id = progress.course_id
+    where progress.started_at < {{ as_of_end() }}
+        and progress.user_id in (select user_id from totals)
+    group by progress.user_id
+)
+
+select
+    totals.user_id,
+    cast(totals.total_events as integer) as total_events,
+    cast(totals.active_days as integer) as active_days,
+    cast(sessions.sessions as integer) as sessions,
+    cast(round(cast(sessions.avg_session_minutes as numeric), 2) as numeric(10, 2)) as avg_session_minutes,
+    hours.preferred_hour,
+    days.preferred_day_of_week,
+    categories.favorite_category,
+    cast(coalesce(lessons.lessons_started, 0) as integer) as lessons_started,
+    cast(coalesce(lessons.lessons_completed, 0) as integer) as lessons_completed,
+    cast(round({{ safe_ratio('lessons.completed_beginner', 'lessons.started_beginner') }}, 4) as numeric(6, 4))
+        as completion_rate_beginner,
+    cast(round({{ safe_ratio('lessons.completed_intermediate', 'lessons.started_intermediate') }}, 4)
+        as numeric(6, 4)) as completion_rate_intermediate,
+    cast(round({{ safe_ratio('lessons.completed_expert', 'lessons.started_expert') }}, 4) as numeric(6, 4))
+        as completion_rate_expert,
+    totals.last_active_date,
+    {{ as_of_date() }} - totals.last_active_date as days_since_last_active
+from totals
+inner join sessions on sessions.user_id = totals.user_id
+inner join hours on hours.user_id = totals.user_id
+inner join days on days.user_id = totals.user_id
+left join categories on categories.user_id = totals.user_id
+left join lessons on lessons.user_id = totals.user_id

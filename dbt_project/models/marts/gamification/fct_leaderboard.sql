@@ -1,0 +1,65 @@
+{{ config(indexes=[{'columns': ['user_id'], 'unique': true}, {'columns': ['rank']}]) }}
+{#-
+    One row per user with points > 0 up to the end of as_of_date (lesson completions
+    and achievement unlocks, see int_points_earned). rank is RANK() over total_points
+    descending: ties share a rank. display_name is masked ("Nguyễn V. A.").
+    current_streak_days: consecutive active local days ending on as_of_date, or ending the
+    day before when the user has not been active yet on as_of_date; otherwise 0.
+-#}
+
+with users as (
+    select * from {{ ref('int_users_as_of') }}
+),
+
+points as (
+    select
+        user_id,
+        sum(points) as total_points,
+        sum(points) filter (where earned_date > {{ as_of_date() }} - 7) as points_7d,
+        count(*) filter (where source = 'achievement') as achievements_count
+    from {{ ref('int_points_earned') }}
+    group by user_id
+    having sum(points) > 0
+),
+
+active_days as (
+    select user_id, activity_date
+    from {{ ref('int_user_days') }}
+    where activity_date <= {{ as_of_date() }}
+        and user_id in (select user_id from points)
+),
+
+islands as (
+    select
+        user_id,
+        activity_date,
+        activity_date - cast(row_number() over (partition by user_id order by activity_date) as integer)
+            as island
+    from active_days
+),
+
+streaks as (
+    select user_id, max(activity_date) as streak_end, count(*) as streak_days
+    from islands
+    group by user_id, island
+),
+
+current_streaks as (
+    select user_id, max(streak_days) as current_streak_days
+    from streaks
+    where streak_end >= {{ as_of_date() }} - 1
+    group by user_id
+)
+
+select
+    points.user_id,
+    {{ mask_full_name('users.full_name') }} as display_name,
+    cast(points.total_points as integer) as total_points,
+    cast(coalesce(points.points_7d, 0) as integer) as points_7d,
+    cast(rank() over (order by points.total_points desc) as integer) as rank,
+    cast(points.achievements_count as integer) as achievements_count,
+    cast(coalesce(current_streaks.current_streak_days, 0) as integer) as current_streak_days,
+    users.is_deleted
+from points
+inner join users on users.user_id = points.user_id
+left join current_streaks on current_streaks.user_id = points.user_id

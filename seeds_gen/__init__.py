@@ -1,0 +1,1 @@
+"""Synthetic data for the raw schema ``app`` of the VedFin learning platform."""

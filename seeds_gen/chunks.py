@@ -1,0 +1,287 @@
+"""One chunk of users in, every row they produce out (for all tables)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+
+from seeds_gen.reference import EV, people
+from seeds_gen.simulate import (
+    DAY_US,
+    EPOCH,
+    US,
+    Catalog,
+    EventLists,
+    LearnState,
+    Progress,
+    UserParams,
+    Window,
+    ambient_events,
+    draw_sessions,
+    learn,
+    local_day,
+    prop,
+)
+
+STREAK_GOALS = (3, 7, 30)
+
+
+@dataclass
+class Counters:
+    """The next id of each generated table; carried from chunk to chunk."""
+
+    event: int = 1
+    session: int = 1
+    enrollment: int = 1
+    progress: int = 1
+    group: int = 1
+
+
+@dataclass
+class StreakState:
+    last_day: int | None = None  # local day number
+    run: int = 0
+    longest: int = 0
+
+
+@dataclass
+class ChunkRows:
+    users: list[tuple[object, ...]] = field(default_factory=list)
+    enrollments: list[tuple[object, ...]] = field(default_factory=list)
+    progress_new: list[Progress] = field(default_factory=list)
+    progress_changed: list[Progress] = field(default_factory=list)
+    achievements: list[tuple[int, int, int]] = field(default_factory=list)
+    streaks: list[tuple[int, int, int, date | None]] = field(default_factory=list)
+    groups: list[tuple[int, str, int]] = field(default_factory=list)
+    members: list[tuple[int, int, int]] = field(default_factory=list)
+    params: list[tuple[UserParams, StreakState]] = field(default_factory=list)
+    events: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_events(self) -> int:
+        return len(self.events.get("id", ()))
+
+
+def _assign_buddies(
+    r: random.Random,
+    params: list[UserParams],
+    starts: dict[int, list[tuple[int, int]]],
+    counters: Counters,
+) -> tuple[list[tuple[int, str, int]], list[tuple[int, int, int]], dict[int, int]]:
+    """About a third of users who come back join a study group of 3-6 people."""
+    names = people().group_names
+    candidates = [
+        i
+        for i, p in enumerate(params)
+        if p.group_id is None and len(starts.get(i, [])) >= 2 and r.random() < 0.33
+    ]
+    groups: list[tuple[int, str, int]] = []
+    members: list[tuple[int, int, int]] = []
+    join_sid: dict[int, int] = {}
+    pos = 0
+    while len(candidates) - pos >= 3:
+        size = min(r.randint(3, 6), len(candidates) - pos)
+        gid = counters.group
+        counters.group += 1
+        joined = []
+        for i in candidates[pos : pos + size]:
+            sid, start = starts[i][1]
+            params[i].group_id = gid
+            params[i].joined_us = start + 10 * US
+            join_sid[i] = sid
+            joined.append((i, start + 10 * US))
+        pos += size
+        created = min(j for _, j in joined) - 60 * US
+        groups.append((gid, f"{r.choice(names)} #{gid}", created))
+        members.extend((gid, params[i].user_id, j) for i, j in joined)
+    return groups, members, join_sid
+
+
+def build_chunk(
+    seed_parts: list[int],
+    cat: Catalog,
+    window: Window,
+    params: list[UserParams],
+    states: list[LearnState],
+    streaks: list[StreakState],
+    from_us: np.ndarray,
+    with_signup: np.ndarray,
+    counters: Counters,
+) -> ChunkRows:
+    rng = np.random.default_rng(seed_parts)
+    r = random.Random(int(rng.integers(0, 2**62)))
+    out = ChunkRows()
+    sess = draw_sessions(rng, params, from_us, window, counters.session, with_signup)
+    counters.session += len(sess.sid)
+
+    # per-user session lists
+    starts: dict[int, list[tuple[int, int]]] = {}
+    for ui, sid, st in zip(
+        sess.user_idx.tolist(), sess.sid.tolist(), sess.start.tolist(), strict=True
+    ):
+        starts.setdefault(ui, []).append((sid, st))
+    groups, members, join_sid = _assign_buddies(r, params, starts, counters)
+    out.groups, out.members = groups, members
+
+    # learning, per user
+    ev = EventLists()
+    signup_sid = {int(sess.user_idx[i]): int(sess.sid[i]) for i in np.nonzero(sess.is_signup)[0]}
+    for i, up in enumerate(params):
+        user_sessions = [(sid, st, signup_sid.get(i) == sid) for sid, st in starts.get(i, [])]
+        learn(r, cat, up, user_sessions, states[i], ev, window.cutoff_us)
+
+    amb = ambient_events(rng, cat, params, sess)
+    inside = amb["ts"] <= window.cutoff_us  # a session near the cutoff is cut there
+    amb = {k: v[inside] for k, v in amb.items()}
+    n_amb = len(amb["ts"])
+    user_ids = np.array([p.user_id for p in params], dtype=np.int64)
+    sid_base = int(sess.sid[0]) if len(sess.sid) else 0
+    study_sid = np.array(ev.sid, dtype=np.int64)
+    events = {
+        "user": np.concatenate(
+            [user_ids[sess.user_idx[amb["sess"]]], np.array(ev.user, dtype=np.int64)]
+        ),
+        "sid": np.concatenate([sess.sid[amb["sess"]], study_sid]),
+        "etype": np.concatenate([amb["etype"], np.array(ev.etype, dtype=np.int8)]),
+        "course": np.concatenate([amb["course"], np.array(ev.course, dtype=np.int64)]),
+        "lesson": np.concatenate([amb["lesson"], np.array(ev.lesson, dtype=np.int64)]),
+        "ts": np.concatenate([amb["ts"], np.array(ev.ts, dtype=np.int64)]),
+        "dur": np.concatenate([amb["dur"], np.array(ev.dur, dtype=np.int32)]),
+        "prop": np.concatenate([amb["prop"], np.array(ev.prop, dtype=np.int16)]),
+    }
+    del n_amb
+
+    # streaks and achievements
+    extra = EventLists()
+    ach_id = {a.code: a.id for a in cat.achievements}
+    order = np.lexsort((events["ts"], events["user"]))
+    u_sorted = events["user"][order]
+    d_sorted = local_day(events["ts"][order])
+    firsts = np.r_[True, (u_sorted[1:] != u_sorted[:-1]) | (d_sorted[1:] != d_sorted[:-1])]
+    f_idx = order[firsts]
+    first_of_day: dict[int, list[tuple[int, int, int]]] = {}
+    for uid, day, ts, sid in zip(
+        u_sorted[firsts].tolist(),
+        d_sorted[firsts].tolist(),
+        events["ts"][f_idx].tolist(),
+        events["sid"][f_idx].tolist(),
+        strict=True,
+    ):
+        first_of_day.setdefault(uid, []).append((day, ts, sid))
+    end_day = (window.end_date - EPOCH).days
+    for i, up in enumerate(params):
+        st, sk = states[i], streaks[i]
+        unlocks: list[tuple[str, int, int]] = []
+        for day, ts, sid in first_of_day.get(up.user_id, []):
+            if sk.last_day is not None and day == sk.last_day + 1:
+                sk.run += 1
+            elif sk.last_day != day:
+                sk.run = 1
+            sk.last_day = day
+            sk.longest = max(sk.longest, sk.run)
+            for goal in STREAK_GOALS:
+                if sk.run == goal:
+                    unlocks.append((f"streak_{goal}", ts, sid))
+        for goal, code, done, prior in (
+            (1, "first_lesson", st.completions, st.prior_completions),
+            (10, "lessons_10", st.completions, st.prior_completions),
+            (1, "first_course", st.course_completions, st.prior_courses),
+            (3, "courses_3", st.course_completions, st.prior_courses),
+        ):
+            k = goal - 1 - prior
+            if 0 <= k < len(done):
+                unlocks.append((code, done[k][0], done[k][1]))
+        if st.quiz_ace:
+            unlocks.append(("quiz_ace", st.quiz_ace[0], st.quiz_ace[1]))
+        if st.night_owl:
+            unlocks.append(("night_owl", st.night_owl[0], st.night_owl[1]))
+        if i in join_sid and up.joined_us is not None:
+            unlocks.append(("buddy_up", up.joined_us, join_sid[i]))
+        used: set[int] = set()
+        for code, ts, sid in unlocks:
+            if code in st.achievements or code not in ach_id:
+                continue
+            while ts in used:  # two unlocks at one instant would look like a duplicate event
+                ts += 1000
+            if ts > window.cutoff_us:
+                continue
+            used.add(ts)
+            st.achievements.add(code)
+            out.achievements.append((up.user_id, ach_id[code], ts))
+            extra.add(
+                up.user_id, sid, EV["achievement_unlocked"], ts, prop_code=prop({"code": code})
+            )
+        current = sk.run if sk.last_day is not None and sk.last_day >= end_day - 1 else 0
+        last = (
+            EPOCH.fromordinal(EPOCH.toordinal() + sk.last_day) if sk.last_day is not None else None
+        )
+        out.streaks.append((up.user_id, current, sk.longest, last))
+        out.params.append((up, sk))
+        for cid, t in st.new_enrollments:
+            out.enrollments.append((counters.enrollment, up.user_id, cid, t))
+            counters.enrollment += 1
+        st.new_enrollments.clear()
+        for row in st.progress.values():
+            if not row.dirty:
+                continue
+            if row.id is None:
+                row.id = counters.progress
+                counters.progress += 1
+                out.progress_new.append(row)
+            else:
+                out.progress_changed.append(row)
+            row.dirty = False
+
+    # logout at the end of most sessions
+    for key, values in (
+        ("user", extra.user),
+        ("sid", extra.sid),
+        ("etype", extra.etype),
+        ("course", extra.course),
+        ("lesson", extra.lesson),
+        ("ts", extra.ts),
+        ("dur", extra.dur),
+        ("prop", extra.prop),
+    ):
+        dtype = events[key].dtype
+        events[key] = np.concatenate([events[key], np.array(values, dtype=dtype)])
+    pos = events["sid"] - sid_base
+    last_ts = np.zeros(len(sess.sid), dtype=np.int64)
+    np.maximum.at(last_ts, pos, events["ts"])
+    logs_out = rng.random(len(sess.sid)) < 0.62
+    lo_ts = last_ts[logs_out] + rng.integers(5 * US, 120 * US, size=int(logs_out.sum()))
+    # a logout that would fall on the next local day is not logged (keeps streaks exact)
+    in_window = (lo_ts <= window.cutoff_us) & (local_day(lo_ts) == local_day(last_ts[logs_out]))
+    lo_pos = np.nonzero(logs_out)[0][in_window]
+    n_lo = len(lo_pos)
+    events["user"] = np.concatenate([events["user"], user_ids[sess.user_idx[lo_pos]]])
+    events["sid"] = np.concatenate([events["sid"], sess.sid[lo_pos]])
+    events["etype"] = np.concatenate([events["etype"], np.full(n_lo, EV["logout"], dtype=np.int8)])
+    events["course"] = np.concatenate([events["course"], np.full(n_lo, -1, dtype=np.int64)])
+    events["lesson"] = np.concatenate([events["lesson"], np.full(n_lo, -1, dtype=np.int64)])
+    events["ts"] = np.concatenate([events["ts"], lo_ts[in_window]])
+    events["dur"] = np.concatenate([events["dur"], np.full(n_lo, -1, dtype=np.int32)])
+    events["prop"] = np.concatenate([events["prop"], np.full(n_lo, -1, dtype=np.int16)])
+
+    # device of the session, ingestion lag (a few events sync hours late), ids in time order
+    pos = events["sid"] - sid_base
+    events["device"] = sess.device[pos]
+    n = len(events["ts"])
+    lag = (rng.exponential(1.5 * US, n) + 50_000).astype(np.int64)
+    late = rng.random(n) < 0.004
+    lag[late] = rng.integers(3600 * US, 30 * 3600 * US, size=int(late.sum()))
+    ingested = events["ts"] + lag
+    events["ingested"] = np.maximum(np.minimum(ingested, max(window.cutoff_us, 0)), events["ts"])
+    order = np.argsort(events["ts"], kind="stable")
+    for key in list(events):
+        events[key] = events[key][order]
+    events["id"] = np.arange(counters.event, counters.event + n, dtype=np.int64)
+    counters.event += n
+    out.events = events
+    return out
+
+
+__all__ = ["ChunkRows", "Counters", "StreakState", "build_chunk", "DAY_US"]

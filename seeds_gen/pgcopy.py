@@ -1,0 +1,143 @@
+"""Encoders for PostgreSQL COPY: binary for the event log, text for the rest.
+
+The event log is most of the volume. Its variable-width columns (event_type,
+device, properties) take few distinct values, so rows that share them (and
+share which columns are NULL) have one fixed binary layout: each such group is
+a numpy structured array written out in one ``tobytes()``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 UTC, PostgreSQL's epoch
+HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+TRAILER = struct.pack(">h", -1)
+EVENT_COLUMNS = (
+    "id",
+    "user_id",
+    "session_id",
+    "event_type",
+    "course_id",
+    "lesson_id",
+    "occurred_at",
+    "duration_seconds",
+    "properties",
+    "device",
+    "ingested_at",
+)
+
+
+class _Layout:
+    """The binary layout of rows that share their NULLs and variable-width values."""
+
+    def __init__(self, n_columns: int) -> None:
+        self.fields: list[tuple[str, str]] = [("n", ">i2")]
+        self.consts: dict[str, object] = {"n": n_columns}
+        self.values: dict[str, np.ndarray] = {}
+
+    def fixed(self, name: str, fmt: str, data: np.ndarray, null: bool) -> None:
+        self.fields.append((f"l_{name}", ">i4"))
+        if null:
+            self.consts[f"l_{name}"] = -1
+            return
+        self.consts[f"l_{name}"] = np.dtype(fmt).itemsize
+        self.fields.append((f"v_{name}", fmt))
+        self.values[f"v_{name}"] = data
+
+    def const(self, name: str, blob: bytes | None) -> None:
+        self.fields.append((f"l_{name}", ">i4"))
+        if blob is None:
+            self.consts[f"l_{name}"] = -1
+            return
+        self.consts[f"l_{name}"] = len(blob)
+        self.fields.append((f"v_{name}", f"S{len(blob)}"))
+        self.consts[f"v_{name}"] = blob
+
+    def build(self, n: int) -> np.ndarray:
+        arr = np.empty(n, dtype=np.dtype(self.fields))
+        for name, value in self.consts.items():
+            arr[name] = value
+        for name, data in self.values.items():
+            arr[name] = data
+        return arr
+
+
+def encode_events(
+    ev: dict[str, np.ndarray],
+    etype_names: Sequence[str],
+    props: Sequence[str],
+    devices: Sequence[str],
+) -> bytes:
+    """Binary COPY tuples (no header) for ``app.behavior_logs`` in EVENT_COLUMNS order."""
+    n = len(ev["id"])
+    if n == 0:
+        return b""
+    unull = ev["user"] < 0
+    cnull = ev["course"] < 0
+    lnull = ev["lesson"] < 0
+    dnull = ev["dur"] < 0
+    key = ev["etype"].astype(np.int64)
+    for flag in (unull, cnull, lnull, dnull):
+        key = key * 2 + flag
+    key = (key * 1024 + (ev["prop"].astype(np.int64) + 1)) * 8 + ev["device"]
+    order = np.argsort(key, kind="stable")
+    skey = key[order]
+    cuts = np.flatnonzero(skey[1:] != skey[:-1]) + 1
+    starts = np.r_[0, cuts]
+    ends = np.r_[cuts, n]
+    etype_b = [s.encode() for s in etype_names]
+    props_b = [b"\x01" + p.encode() for p in props]
+    dev_b = [d.encode() for d in devices]
+    parts = []
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        idx = order[s:e]
+        first = idx[0]
+        et = etype_b[int(ev["etype"][first])]
+        pc = int(ev["prop"][first])
+        dv = dev_b[int(ev["device"][first])]
+        layout = _Layout(len(EVENT_COLUMNS))
+        layout.fixed("id", ">i8", ev["id"][idx], False)
+        layout.fixed("user", ">i8", ev["user"][idx], bool(unull[first]))
+        layout.fixed("sid", ">i8", ev["sid"][idx], False)
+        layout.const("etype", et)
+        layout.fixed("course", ">i8", ev["course"][idx], bool(cnull[first]))
+        layout.fixed("lesson", ">i8", ev["lesson"][idx], bool(lnull[first]))
+        layout.fixed("ts", ">i8", ev["ts"][idx] - PG_EPOCH_US, False)
+        layout.fixed("dur", ">i4", ev["dur"][idx], bool(dnull[first]))
+        layout.const("prop", props_b[pc] if pc >= 0 else None)
+        layout.const("device", dv)
+        layout.fixed("ing", ">i8", ev["ingested"][idx] - PG_EPOCH_US, False)
+        arr = layout.build(e - s)
+        parts.append(arr.tobytes())
+    return b"".join(parts)
+
+
+def ts_text(values: Iterable[int | None]) -> list[str | None]:
+    """Epoch microseconds to timestamptz text, vectorised."""
+    vals = list(values)
+    mask = np.array([v is None for v in vals], dtype=bool)
+    arr = np.array([0 if v is None else v for v in vals], dtype="int64").astype("datetime64[us]")
+    text = np.datetime_as_string(arr)
+    return [None if m else f"{t}+00" for t, m in zip(text.tolist(), mask.tolist(), strict=True)]
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def text_rows(rows: Iterable[Sequence[object]]) -> str:
+    """Rows in COPY text format (NULL as \\N)."""
+    out = []
+    for row in rows:
+        out.append(
+            "\t".join(
+                "\\N"
+                if v is None
+                else (str(v).translate(_ESCAPES) if isinstance(v, str) else str(v))
+                for v in row
+            )
+        )
+    return "\n".join(out) + ("\n" if out else "")

@@ -1,0 +1,108 @@
+"""Shared fixtures: real PostgreSQL and Redis, never mocks.
+
+The servers are the ones the project resolves (``DATABASE_URL`` / ``REDIS_URL``
+or the embedded ones under ``.vedfin/``). Tests work in their own database
+(``<db>_test``, or ``TEST_DATABASE_URL``) and their own Redis database number,
+so a developer's data survives ``make test``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from vedfin.config import PROJECT_ROOT, Settings, resolve, state_dir, with_database
+from vedfin.db import init_db
+from vedfin.services import EmbeddedPostgres, EmbeddedRedis
+
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "1"))
+
+
+@pytest.fixture(scope="session")
+def settings() -> Iterator[Settings]:
+    """Resolve the servers once; stop embedded ones this session started itself."""
+    state = state_dir()
+    pg_was_running = EmbeddedPostgres(state).postmaster() is not None
+    redis_was_running = EmbeddedRedis(state).running() is not None
+    resolved = resolve(start=True)
+    yield resolved
+    if os.environ.get("VEDFIN_KEEP_SERVICES"):
+        return
+    if resolved.embedded_postgres and not pg_was_running:
+        EmbeddedPostgres(state).stop()
+    if resolved.embedded_redis and not redis_was_running:
+        EmbeddedRedis(state).stop()
+
+
+def _recreate_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity "
+            "where datname = %s and pid <> pg_backend_pid()",
+            (name,),
+        )
+        conn.execute(f'drop database if exists "{name}"')
+        conn.execute(f'create database "{name}"')
+
+
+@pytest.fixture(scope="session")
+def test_db_base(settings: Settings) -> str:
+    """URL of an empty database for this test session."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        return os.environ["TEST_DATABASE_URL"]
+    name = f"{settings.pg_params.get('dbname', 'vedfin')}_test"
+    _recreate_database(settings.database_url, name)
+    return with_database(settings.database_url, name)
+
+
+@pytest.fixture()
+def fresh_db(settings: Settings, request: pytest.FixtureRequest) -> str:
+    """A new, empty database for one test (dropped and created again)."""
+    base = settings.pg_params.get("dbname", "vedfin")
+    name = f"{base}_t_{request.node.name.lower()[:40]}".replace("[", "_").replace("]", "")
+    name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    _recreate_database(settings.database_url, name)
+    return with_database(settings.database_url, name)
+
+
+@pytest.fixture(scope="session")
+def migrated_db(test_db_base: str) -> str:
+    init_db(test_db_base)
+    return test_db_base
+
+
+@pytest.fixture(scope="session")
+def redis_test_url(settings: Settings) -> str:
+    base = settings.redis_url.rsplit("/", 1)
+    if len(base) == 2 and base[1].isdigit():
+        return f"{base[0]}/{TEST_REDIS_DB}"
+    return f"{settings.redis_url.rstrip('/')}/{TEST_REDIS_DB}"
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``vedfin`` in a child process the way a user would."""
+    full_env = {k: v for k, v in os.environ.items() if k not in unset}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "vedfin", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=PROJECT_ROOT,
+        timeout=timeout,
+        check=False,
+    )
+
+
+ROOT: Path = PROJECT_ROOT

@@ -1,0 +1,3 @@
+from vedfin.cli import main
+
+main()

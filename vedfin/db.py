@@ -1,0 +1,211 @@
+"""Connections with clear errors, and the versioned migrations of the raw schema ``app``.
+
+Migrations live in ``vedfin/migrations/V<nnn>__<name>.sql`` and are applied in
+order, each in its own transaction, recorded in ``vedfin_meta.schema_migrations``
+with a checksum. After applying, the structure of ``app`` (columns, constraints,
+indexes) is recorded; a later ``db init`` that finds ``app`` different from that
+record refuses, rather than building on a schema it does not understand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from vedfin.errors import ConnectionFailed, SchemaMismatch
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+META_SCHEMA = "vedfin_meta"
+_NAME = re.compile(r"^V(\d{3})__([a-z0-9_]+)\.sql$")
+
+
+def describe_target(url: str) -> str:
+    p = conninfo_to_dict(url)
+    return f"{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
+
+
+def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 5) -> psycopg.Connection:
+    """A psycopg connection, or a one-line ConnectionFailed naming the host."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
+    except psycopg.OperationalError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        lines = [ln for ln in lines if ln.rstrip(":") != "connection failed"] or [
+            type(exc).__name__
+        ]
+        reason = " ".join(lines).removeprefix("connection failed: ").rstrip(".")
+        raise ConnectionFailed(
+            f"cannot connect to PostgreSQL at {describe_target(url)} ({reason}); "
+            "check DATABASE_URL (host, port, user, password, database) and that the server "
+            "is running and reachable; unset DATABASE_URL to use the embedded server."
+        ) from None
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text()
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if match:
+            found.append(Migration(match.group(1), match.group(2), path))
+    return found
+
+
+FINGERPRINT_SQL = """
+select 'column ' || c.table_name || '.' || c.column_name || ' ' || c.data_type
+       || case when c.is_nullable = 'NO' then ' not null' else '' end
+from information_schema.columns c
+where c.table_schema = 'app'
+union all
+select 'constraint ' || t.relname || '.' || con.conname || ' ' || pg_get_constraintdef(con.oid)
+from pg_constraint con
+join pg_class t on t.oid = con.conrelid
+join pg_namespace n on n.oid = t.relnamespace
+where n.nspname = 'app'
+union all
+select 'index ' || indexdef
+from pg_indexes
+where schemaname = 'app'
+"""
+
+
+def schema_fingerprint(conn: psycopg.Connection) -> list[str]:
+    """What defines the structure of ``app``, one sorted line per element."""
+    return sorted(row[0] for row in conn.execute(FINGERPRINT_SQL).fetchall())
+
+
+@dataclass
+class InitResult:
+    applied: list[str]
+    already: list[str]
+
+
+def _app_tables(conn: psycopg.Connection) -> list[str]:
+    rows = conn.execute(
+        "select table_name from information_schema.tables where table_schema = 'app' order by 1"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _diff(expected: list[str], actual: list[str], limit: int = 8) -> str:
+    missing = sorted(set(expected) - set(actual))
+    extra = sorted(set(actual) - set(expected))
+    lines = [f"  missing: {m}" for m in missing[:limit]] + [
+        f"  unexpected: {e}" for e in extra[:limit]
+    ]
+    more = len(missing) + len(extra) - len(lines)
+    if more > 0:
+        lines.append(f"  ... and {more} more")
+    return "\n".join(lines)
+
+
+def init_db(url: str) -> InitResult:
+    """Apply pending migrations idempotently; refuse on a schema that drifted."""
+    with connect(url) as conn:
+        conn.execute("select pg_advisory_xact_lock(hashtext('vedfin_migrations'))")
+        conn.execute(f"create schema if not exists {META_SCHEMA}")
+        conn.execute(
+            f"""create table if not exists {META_SCHEMA}.schema_migrations (
+                version text primary key,
+                name text not null,
+                checksum text not null,
+                applied_at timestamptz not null default now()
+            )"""
+        )
+        conn.execute(
+            f"""create table if not exists {META_SCHEMA}.schema_state (
+                id boolean primary key default true check (id),
+                fingerprint jsonb not null,
+                recorded_at timestamptz not null default now()
+            )"""
+        )
+        applied = {
+            v: c
+            for v, c in conn.execute(
+                f"select version, checksum from {META_SCHEMA}.schema_migrations"
+            ).fetchall()
+        }
+        recorded = conn.execute(f"select fingerprint from {META_SCHEMA}.schema_state").fetchone()
+
+        if not applied and _app_tables(conn):
+            raise SchemaMismatch(
+                f"schema app at {describe_target(url)} already holds tables "
+                f"({', '.join(_app_tables(conn)[:5])}...) that vedfin did not create; "
+                "refusing to migrate over it. Point DATABASE_URL at another database "
+                "or drop the schema yourself."
+            )
+        for m in migrations():
+            if m.version in applied and applied[m.version] != m.checksum:
+                raise SchemaMismatch(
+                    f"migration V{m.version}__{m.name} was applied with a different checksum; "
+                    "migrations are immutable: add a new one instead of editing an old one"
+                )
+        if recorded is not None:
+            actual = schema_fingerprint(conn)
+            if actual != recorded[0]:
+                raise SchemaMismatch(
+                    f"schema app at {describe_target(url)} differs from what the migrations "
+                    f"created:\n{_diff(recorded[0], actual)}\n"
+                    "Refusing to continue; restore the schema or recreate the database."
+                )
+
+        result = InitResult(applied=[], already=[])
+        for m in migrations():
+            if m.version in applied:
+                result.already.append(m.path.name)
+                continue
+            conn.execute(m.sql)
+            conn.execute(
+                f"insert into {META_SCHEMA}.schema_migrations (version, name, checksum) "
+                "values (%s, %s, %s)",
+                (m.version, m.name, m.checksum),
+            )
+            result.applied.append(m.path.name)
+        if result.applied or recorded is None:
+            conn.execute(
+                f"""insert into {META_SCHEMA}.schema_state (id, fingerprint) values (true, %s)
+                    on conflict (id) do update set fingerprint = excluded.fingerprint,
+                    recorded_at = now()""",
+                (json.dumps(schema_fingerprint(conn)),),
+            )
+        conn.commit()
+    return result
+
+
+def check_schema(url: str) -> None:
+    """Raise unless ``app`` exists, is migrated to the latest version and has not drifted."""
+    with connect(url) as conn:
+        try:
+            rows = conn.execute(f"select version from {META_SCHEMA}.schema_migrations").fetchall()
+            recorded = conn.execute(
+                f"select fingerprint from {META_SCHEMA}.schema_state"
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:
+            raise SchemaMismatch(
+                f"the database {describe_target(url)} has no app schema yet: run `vedfin db init`"
+            ) from None
+        pending = {m.version for m in migrations()} - {r[0] for r in rows}
+        if pending:
+            raise SchemaMismatch(f"migrations pending ({sorted(pending)}): run `vedfin db init`")
+        if recorded is not None and schema_fingerprint(conn) != recorded[0]:
+            raise SchemaMismatch("schema app differs from its migrations: run `vedfin db init`")
