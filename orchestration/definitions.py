@@ -1,22 +1,35 @@
-"""The one Definitions object, loaded through workspace.yaml."""
+"""The one Definitions object, loaded through workspace.yaml.
+
+Assets: the generated raw tables (`raw`), every dbt model grouped by layer (`staging`,
+`intermediate`, `marts`) with dbt tests as asset checks, and the Redis leaderboard
+snapshot (`serving`). Jobs `full_pipeline`, `daily_refresh` (scheduled daily) and
+`publish_leaderboard` (the five-minute sensor's job).
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from vedfin.config import apply_env, resolve
-from vedfin.db import init_db
+from orchestration.assets.leaderboard import leaderboard_snapshot
+from orchestration.assets.raw import generate_app_data
+from orchestration.dbt.assets import dbt_models, dbt_resource
+from orchestration.jobs import (
+    daily_refresh,
+    daily_refresh_schedule,
+    full_pipeline,
+    publish_leaderboard,
+)
+from orchestration.resources import LeaderboardRedisResource, WarehouseResource
+from orchestration.sensors.leaderboard import leaderboard_sensor
 
-
-@dg.asset(group_name="raw", description="The raw schema `app`, migrated to the latest version.")
-def app_schema(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    settings = resolve()
-    apply_env(settings)
-    result = init_db(settings.database_url)
-    context.log.info(f"applied: {result.applied or 'nothing'}; already: {result.already}")
-    return dg.MaterializeResult(metadata={"applied": len(result.applied)})
-
-
-full_pipeline = dg.define_asset_job("full_pipeline", selection=dg.AssetSelection.all())
-
-defs = dg.Definitions(assets=[app_schema], jobs=[full_pipeline])
+defs = dg.Definitions(
+    assets=[generate_app_data, dbt_models, leaderboard_snapshot],
+    jobs=[full_pipeline, daily_refresh, publish_leaderboard],
+    schedules=[daily_refresh_schedule],
+    sensors=[leaderboard_sensor],
+    resources={
+        "dbt": dbt_resource(),
+        "warehouse": WarehouseResource(),
+        "leaderboard": LeaderboardRedisResource(),
+    },
+)

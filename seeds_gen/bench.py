@@ -54,43 +54,76 @@ def naive_rate(url: str, n_events: int, n_users: int) -> tuple[float, float]:
 
     fake = Faker("vi_VN")
     Faker.seed(1)
-    types = ["signup", "login", "page_view", "course_view", "enroll", "lesson_start",
-             "lesson_complete", "quiz_submit", "video_play", "logout"]
+    types = [
+        "signup",
+        "login",
+        "page_view",
+        "course_view",
+        "enroll",
+        "lesson_start",
+        "lesson_complete",
+        "quiz_submit",
+        "video_play",
+        "logout",
+    ]
     start = datetime(2026, 5, 25, tzinfo=UTC)
     end = datetime(2026, 11, 20, tzinfo=UTC)
     with connect(url) as conn:
         conn.execute("drop schema if exists bench_naive cascade")
         conn.execute("create schema bench_naive")
         for table in ("users", "behavior_logs"):
-            conn.execute(f"create table bench_naive.{table} "
-                         f"(like app.{table} including defaults including indexes)")
+            conn.execute(
+                f"create table bench_naive.{table} "
+                f"(like app.{table} including defaults including indexes)"
+            )
         conn.commit()
         t0 = time.perf_counter()
-        rows = []
+        rows: list[tuple[object, ...]] = []
         for i in range(n_users):
-            rows.append((i + 1, f"{i}.{fake.email()}", fake.name(), fake.phone_number(),
-                         fake.province(), fake.random_int(1960, 2007),
-                         fake.date_time_between(start, end, tzinfo=UTC)))
+            rows.append(
+                (
+                    i + 1,
+                    f"{i}.{fake.email()}",
+                    fake.name(),
+                    fake.phone_number(),
+                    fake.province(),
+                    fake.random_int(1960, 2007),
+                    fake.date_time_between(start, end, tzinfo=UTC),
+                )
+            )
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into bench_naive.users (id, email, full_name, phone, province, "
-                "birth_year, created_at) values (%s, %s, %s, %s, %s, %s, %s)", rows)
+                "birth_year, created_at) values (%s, %s, %s, %s, %s, %s, %s)",
+                rows,
+            )
         conn.commit()
         users_rate = n_users / (time.perf_counter() - t0)
         t0 = time.perf_counter()
-        rows = []
+        events: list[tuple[object, ...]] = []
         for i in range(n_events):
-            rows.append((i + 1, fake.random_int(1, n_users), fake.random_int(1, 10**6),
-                         fake.random_element(types), fake.random_int(1, 14),
-                         fake.random_int(1, 72), fake.date_time_between(start, end, tzinfo=UTC),
-                         fake.random_int(1, 900), json.dumps({"page": fake.word()}),
-                         fake.random_element(["android", "ios", "web"]),
-                         fake.date_time_between(start, end, tzinfo=UTC)))
+            events.append(
+                (
+                    i + 1,
+                    fake.random_int(1, n_users),
+                    fake.random_int(1, 10**6),
+                    fake.random_element(types),
+                    fake.random_int(1, 14),
+                    fake.random_int(1, 72),
+                    fake.date_time_between(start, end, tzinfo=UTC),
+                    fake.random_int(1, 900),
+                    json.dumps({"page": fake.word()}),
+                    fake.random_element(["android", "ios", "web"]),
+                    fake.date_time_between(start, end, tzinfo=UTC),
+                )
+            )
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into bench_naive.behavior_logs (id, user_id, session_id, event_type, "
                 "course_id, lesson_id, occurred_at, duration_seconds, properties, device, "
-                "ingested_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+                "ingested_at) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                events,
+            )
         conn.commit()
         events_rate = n_events / (time.perf_counter() - t0)
         conn.execute("drop schema bench_naive cascade")
@@ -123,51 +156,108 @@ def bench_database(server_url: str, override: str | None) -> str:
     return with_database(server_url, "vedfin_bench")
 
 
-def run(server_url: str, *, database_url: str | None, big_users: int, rss_sizes: list[int],
-        naive_events: int) -> list[Figure]:
+def run(
+    server_url: str,
+    *,
+    database_url: str | None,
+    big_users: int,
+    rss_sizes: list[int],
+    naive_events: int,
+) -> list[Figure]:
     url = bench_database(server_url, database_url)
     figures: list[Figure] = []
-    console.print(f"[bold]bench seed[/] into {url.split('@')[-1]} (python {sys.version.split()[0]})")
+    console.print(
+        f"[bold]bench seed[/] into {url.split('@')[-1]} (python {sys.version.split()[0]})"
+    )
 
     console.print("1/4 benchmark scenario ...")
     secs, events, total = _fresh(url, None)
-    figures.append(Figure("benchmark scenario (10,000 users, 180 days): generate + load",
-                          f"{secs:.2f} s ({total:,} rows, {events:,} events)", "< 10 s", secs < 10))
+    figures.append(
+        Figure(
+            "benchmark scenario (10,000 users, 180 days): generate + load",
+            f"{secs:.2f} s ({total:,} rows, {events:,} events)",
+            "< 10 s",
+            secs < 10,
+        )
+    )
 
     console.print(f"2/4 {big_users:,} users (a few million events) ...")
     secs, events, total = _fresh(url, big_users)
     fast_rate = events / secs
-    figures.append(Figure(f"{big_users:,} users, end to end (incl. keys, indexes, ANALYZE)",
-                          f"{secs:.2f} s, {events:,} events, {fast_rate:,.0f} event rows/s",
-                          ">= 300,000 event rows/s", fast_rate >= 300_000))
+    figures.append(
+        Figure(
+            f"{big_users:,} users, end to end (incl. keys, indexes, ANALYZE)",
+            f"{secs:.2f} s, {events:,} events, {fast_rate:,.0f} event rows/s",
+            ">= 300,000 event rows/s",
+            fast_rate >= 300_000,
+        )
+    )
 
     console.print(f"3/4 the naive way on {naive_events:,} events ...")
     naive_ev, naive_users = naive_rate(url, naive_events, max(naive_events // 100, 100))
     ratio = fast_rate / naive_ev
-    figures.append(Figure("naive: Faker per row + executemany INSERT (events)",
-                          f"{naive_ev:,.0f} rows/s", "", None))
-    figures.append(Figure("naive: Faker per row + executemany INSERT (users)",
-                          f"{naive_users:,.0f} rows/s", "", None))
-    figures.append(Figure("ratio fast / naive (event rows/s)", f"{ratio:,.1f}x", ">= 20x",
-                          ratio >= 20))
+    figures.append(
+        Figure(
+            "naive: Faker per row + executemany INSERT (events)",
+            f"{naive_ev:,.0f} rows/s",
+            "",
+            None,
+        )
+    )
+    figures.append(
+        Figure(
+            "naive: Faker per row + executemany INSERT (users)",
+            f"{naive_users:,.0f} rows/s",
+            "",
+            None,
+        )
+    )
+    figures.append(
+        Figure("ratio fast / naive (event rows/s)", f"{ratio:,.1f}x", ">= 20x", ratio >= 20)
+    )
 
     console.print(f"4/4 peak RSS at {', '.join(f'{u:,}' for u in rss_sizes)} users ...")
     rss = []
     for users in rss_sizes:
         mib, s, ev = peak_rss_child(url, users)
         rss.append(mib)
-        figures.append(Figure(f"peak RSS, {users:,} users ({ev:,} events, {s:.1f} s)",
-                              f"{mib:,.0f} MiB", "flat", None))
+        figures.append(
+            Figure(
+                f"peak RSS, {users:,} users ({ev:,} events, {s:.1f} s)",
+                f"{mib:,.0f} MiB",
+                "flat",
+                None,
+            )
+        )
     if len(rss) >= 2:
         growth = rss[-1] / rss[0]
         size_ratio = rss_sizes[-1] / rss_sizes[0]
-        figures.append(Figure(f"RSS growth for {size_ratio:.0f}x the users", f"{growth:.2f}x",
-                              "< 2x", growth < 2))
+        figures.append(
+            Figure(
+                f"RSS growth for {size_ratio:.0f}x the users", f"{growth:.2f}x", "< 2x", growth < 2
+            )
+        )
     with connect(url) as conn:  # leave a small database behind, not gigabytes
-        conn.execute("truncate " + ", ".join(f"app.{t}" for t in (
-            "behavior_logs", "user_progress", "enrollments", "user_achievements", "streaks",
-            "buddy_group_members", "buddy_groups", "users", "lessons", "courses",
-            "achievements")) + ", vedfin_meta.seed_users")
+        conn.execute(
+            "truncate "
+            + ", ".join(
+                f"app.{t}"
+                for t in (
+                    "behavior_logs",
+                    "user_progress",
+                    "enrollments",
+                    "user_achievements",
+                    "streaks",
+                    "buddy_group_members",
+                    "buddy_groups",
+                    "users",
+                    "lessons",
+                    "courses",
+                    "achievements",
+                )
+            )
+            + ", vedfin_meta.seed_users"
+        )
         conn.commit()
     return figures
 

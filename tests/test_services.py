@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from tests.conftest import run_cli
-from vedfin.config import Settings, env_exports, resolve
+from vedfin.config import Settings, env_exports, resolve, sqlalchemy_psycopg2_url
 from vedfin.services import EmbeddedPostgres, EmbeddedRedis
 
 
@@ -48,7 +48,8 @@ def test_embedded_servers_start_are_reused_and_stop(isolated_state: Path) -> Non
     # Dagster's instance storage is PostgreSQL in the same server
     dagster_yaml = (first.dagster_home / "dagster.yaml").read_text()
     assert "DAGSTER_PG_URL" in dagster_yaml
-    with psycopg.connect(first.dagster_pg_url) as conn:
+    assert first.dagster_pg_url.startswith("postgresql+psycopg2://")  # SQLAlchemy's driver
+    with psycopg.connect(first.dagster_pg_url.replace("+psycopg2", "")) as conn:
         assert conn.execute("select current_database()").fetchone() == ("dagster",)
 
     down = run_cli("down", env={"VEDFIN_STATE_DIR": str(isolated_state)})
@@ -71,7 +72,7 @@ def test_given_urls_are_used_and_nothing_is_started(
     assert not resolved.embedded_postgres and not resolved.embedded_redis
     assert resolved.database_url == settings.database_url
     assert resolved.redis_url == settings.redis_url
-    assert resolved.dagster_pg_url == settings.database_url
+    assert resolved.dagster_pg_url == sqlalchemy_psycopg2_url(settings.database_url)
     assert not (state / "postgres").exists()
     assert not (state / "redis").exists()
 

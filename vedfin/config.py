@@ -100,6 +100,16 @@ def _write_dagster_yaml(home: Path) -> None:
         target.write_text(template)
 
 
+def sqlalchemy_psycopg2_url(url: str) -> str:
+    """Dagster's Postgres storage goes through SQLAlchemy, whose 2.1 default driver for
+    ``postgresql://`` is psycopg 3; dagster-postgres needs psycopg2 (its ``NOTIFY`` uses
+    client-side parameters), so name the driver explicitly."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg2://" + url[len(scheme) :]
+    return url
+
+
 def resolve(start: bool = True) -> Settings:
     """Resolve (and, with ``start``, bring up) the servers this process should use."""
     target = current_target()
@@ -131,8 +141,9 @@ def resolve(start: bool = True) -> Settings:
                         raise VedfinError("the embedded Redis is not running: `vedfin up`")
                     rport = rinfo[1]
                 redis_url = rd.url(rport)
-    dagster_pg_url = os.environ.get("DAGSTER_PG_URL") or (
-        with_database(db_url, DAGSTER_DATABASE) if embedded_pg else db_url
+    dagster_pg_url = sqlalchemy_psycopg2_url(
+        os.environ.get("DAGSTER_PG_URL")
+        or (with_database(db_url, DAGSTER_DATABASE) if embedded_pg else db_url)
     )
     home_env = os.environ.get("DAGSTER_HOME")
     dagster_home = Path(home_env) if home_env else state / "dagster_home"

@@ -25,19 +25,32 @@ def dbt_vars(as_of: date | None = None, extra: dict[str, object] | None = None) 
     return json.dumps(values)
 
 
-def run_dbt(settings: Settings, command: str, *args: str, as_of: date | None = None,
-            target: str | None = None, capture: bool = False) -> subprocess.CompletedProcess[str]:
+def run_dbt(
+    settings: Settings,
+    command: str,
+    *args: str,
+    as_of: date | None = None,
+    target: str | None = None,
+    capture: bool = False,
+) -> subprocess.CompletedProcess[str]:
     """``dbt <command>`` in dbt_project/ with the project's profiles and the resolved env."""
     env = {**os.environ, **env_exports(settings)}
     if target:
         env["DBT_TARGET"] = target
-    cmd = [dbt_executable(), command, "--project-dir", str(DBT_PROJECT_DIR),
-           "--profiles-dir", str(DBT_PROFILES_DIR)]
+    cmd = [
+        dbt_executable(),
+        command,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROFILES_DIR),
+    ]
     if command not in {"deps", "clean", "debug"}:
         cmd += ["--vars", dbt_vars(as_of)]
     cmd += list(args)
-    result = subprocess.run(cmd, env=env, cwd=DBT_PROJECT_DIR, text=True,
-                            capture_output=capture, check=False)
+    result = subprocess.run(
+        cmd, env=env, cwd=DBT_PROJECT_DIR, text=True, capture_output=capture, check=False
+    )
     return result
 
 
@@ -46,7 +59,8 @@ def latest_fresh_run(url: str) -> int | None:
 
     with connect(url) as conn:
         row = conn.execute(
-            "select max(run_id) from vedfin_meta.seed_runs where mode = 'fresh'").fetchone()
+            "select max(run_id) from vedfin_meta.seed_runs where mode = 'fresh'"
+        ).fetchone()
     return None if row is None else row[0]
 
 
@@ -68,20 +82,31 @@ def record_build(url: str) -> None:
         conn.execute(
             """insert into vedfin_meta.build_state (id, fresh_run_id) values (true, %s)
                on conflict (id) do update set fresh_run_id = excluded.fresh_run_id,
-               built_at = now()""", (fresh,))
+               built_at = now()""",
+            (fresh,),
+        )
         conn.commit()
 
 
-def build(settings: Settings, *, as_of: date | None = None, full_refresh: bool = False,
-          select: tuple[str, ...] = (), exclude: tuple[str, ...] = (),
-          target: str | None = None, capture: bool = False) -> subprocess.CompletedProcess[str]:
+def build(
+    settings: Settings,
+    *,
+    as_of: date | None = None,
+    full_refresh: bool = False,
+    select: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+    target: str | None = None,
+    capture: bool = False,
+) -> subprocess.CompletedProcess[str]:
     """`dbt build`; a full refresh when asked, or when the raw data was regenerated."""
     from vedfin.db import check_schema
 
     check_schema(settings.database_url)
     if not full_refresh and regenerated_since_last_build(settings.database_url):
-        print("vedfin: the raw data was regenerated since the last build: full refresh",
-              file=sys.stderr)
+        print(
+            "vedfin: the raw data was regenerated since the last build: full refresh",
+            file=sys.stderr,
+        )
         full_refresh = True
     args: list[str] = []
     if full_refresh:

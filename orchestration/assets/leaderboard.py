@@ -1,0 +1,87 @@
+"""The Redis leaderboard snapshot, published from `marts.fct_leaderboard`."""
+
+import dagster as dg
+from dagster_dbt import get_asset_key_for_model
+
+from orchestration.dbt.assets import dbt_models
+from orchestration.resources import LeaderboardRedisResource, WarehouseResource
+from vedfin.errors import VedfinError
+from vedfin.leaderboard import publish
+
+FCT_LEADERBOARD = get_asset_key_for_model([dbt_models], "fct_leaderboard")
+SNAPSHOT_KEY = dg.AssetKey(["leaderboard_snapshot"])
+
+
+def leaderboard_check_keys() -> list[dg.AssetCheckKey]:
+    return [key for key in dbt_models.check_keys if key.asset_key == FCT_LEADERBOARD]
+
+
+def latest_materialization_id(instance: dg.DagsterInstance) -> int | None:
+    """Storage id of fct_leaderboard's latest materialization (None if never)."""
+    records = instance.fetch_materializations(FCT_LEADERBOARD, limit=1).records
+    return records[0].storage_id if records else None
+
+
+def failed_checks(instance: dg.DagsterInstance) -> list[str]:
+    """Names of fct_leaderboard's checks whose latest evaluation failed with severity ERROR."""
+    from dagster._core.storage.asset_check_execution_record import (
+        AssetCheckExecutionRecordStatus,
+    )
+
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        leaderboard_check_keys()
+    )
+    failed: list[str] = []
+    for key, record in latest.items():
+        if record.status != AssetCheckExecutionRecordStatus.FAILED:
+            continue
+        evaluation = record.event.asset_check_evaluation if record.event else None
+        if evaluation is None or evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            failed.append(key.name)
+    return sorted(failed)
+
+
+@dg.asset(
+    key=SNAPSHOT_KEY,
+    deps=[FCT_LEADERBOARD],
+    group_name="serving",
+    kinds={"redis"},
+    description="The leaderboard in Redis (sorted sets all_time and weekly, profiles, meta), "
+    "swapped in atomically; what the app backend reads.",
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+)
+def leaderboard_snapshot(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    leaderboard: LeaderboardRedisResource,
+) -> dg.MaterializeResult:
+    failed = failed_checks(context.instance)
+    if failed:
+        raise dg.Failure(
+            "not publishing: fct_leaderboard failed its checks "
+            f"({', '.join(failed)}); fix the data and rebuild",
+            allow_retries=False,
+        )
+    source_id = latest_materialization_id(context.instance) or 0
+    settings = leaderboard.settings()
+    try:
+        result = publish(
+            warehouse.url(), settings, run_id=context.run_id, source_storage_id=source_id
+        )
+    except VedfinError as exc:
+        raise dg.Failure(f"publishing the leaderboard failed: {exc}") from None
+    context.log.info(
+        f"published {result.rows:,} users ({result.weekly_rows:,} weekly) as version "
+        f"{result.version} in {result.seconds * 1000:.0f} ms under {settings.prefix!r}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "rows": result.rows,
+            "weekly_rows": result.weekly_rows,
+            "version": result.version,
+            "publish_ms": round(result.seconds * 1000, 1),
+            "prefix": settings.prefix,
+            "as_of_date": result.as_of_date or "",
+            "source_storage_id": source_id,
+        }
+    )

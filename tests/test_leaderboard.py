@@ -1,0 +1,283 @@
+"""The Redis leaderboard against real Redis and PostgreSQL: publish, read, swap, faults."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import redis
+
+from tests.conftest import run_cli
+from tests.redis_server import RedisServer
+from vedfin.errors import ConnectionFailed
+from vedfin.leaderboard import (
+    Entry,
+    LeaderboardReader,
+    LeaderboardSettings,
+    publish,
+    snapshot_exists,
+    snapshot_meta,
+)
+
+Row = tuple[int, str, int, int, int]
+
+
+def dataset(n: int, seed: int) -> list[Row]:
+    """n users with many ties in total_points and points_7d, ranked like the mart."""
+    rng = random.Random(seed)
+    raw = [
+        (u, f"Nguyễn V. {chr(65 + u % 26)}.", rng.randint(1, 40) * 10, rng.choice([0, 0, 10, 20]))
+        for u in range(1, n + 1)
+    ]
+    totals = sorted((t for _, _, t, _ in raw), reverse=True)
+    first_index = {}
+    for i, t in enumerate(totals):
+        first_index.setdefault(t, i + 1)
+    return [(u, name, t, w, first_index[t]) for u, name, t, w in raw]
+
+
+def write_mart(url: str, rows: list[Row]) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("create schema if not exists marts")
+        conn.execute("drop table if exists marts.fct_leaderboard")
+        conn.execute(
+            "create table marts.fct_leaderboard (user_id bigint primary key, display_name text, "
+            "total_points bigint, points_7d bigint, rank bigint)"
+        )
+        conn.execute("drop table if exists marts.fct_daily_active_users")
+        conn.execute("create table marts.fct_daily_active_users (activity_date date)")
+        conn.execute("insert into marts.fct_daily_active_users values ('2026-11-20')")
+        with conn.cursor().copy(
+            "copy marts.fct_leaderboard (user_id, display_name, total_points, points_7d, rank) "
+            "from stdin"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def expected_top(rows: list[Row], n: int, weekly: bool = False) -> list[Entry]:
+    if weekly:
+        ranked = sorted((r for r in rows if r[3] > 0), key=lambda r: (-r[3], r[0]))
+        out, previous, rank = [], None, 0
+        for i, r in enumerate(ranked):
+            if r[3] != previous:
+                rank, previous = i + 1, r[3]
+            out.append(Entry(rank, r[0], r[1], r[3]))
+        return out[:n]
+    ranked = sorted(rows, key=lambda r: (r[4], r[0]))
+    return [Entry(r[4], r[0], r[1], r[2]) for r in ranked[:n]]
+
+
+@pytest.fixture()
+def server() -> Iterator[RedisServer]:
+    srv = RedisServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture()
+def lb(server: RedisServer) -> LeaderboardSettings:
+    return LeaderboardSettings(server.url, prefix="lbtest:", target="dev")
+
+
+def test_publish_scores_equal_the_mart(migrated_db: str, lb: LeaderboardSettings) -> None:
+    rows = dataset(2_000, seed=1)
+    write_mart(migrated_db, rows)
+    result = publish(migrated_db, lb, run_id="t1")
+    assert result.rows == 2_000 and result.weekly_rows == sum(1 for r in rows if r[3] > 0)
+    r = redis.Redis.from_url(lb.redis_url, decode_responses=True)
+    all_time = dict(r.zrange("lbtest:all_time", 0, -1, withscores=True))
+    assert {int(k): int(v) for k, v in all_time.items()} == {u: t for u, _, t, _, _ in rows}
+    weekly = dict(r.zrange("lbtest:weekly", 0, -1, withscores=True))
+    assert {int(k): int(v) for k, v in weekly.items()} == {u: w for u, _, _, w, _ in rows if w > 0}
+    profiles = {int(k): json.loads(v) for k, v in r.hgetall("lbtest:profiles").items()}
+    assert profiles == {u: {"name": name, "rank": rank} for u, name, _, _, rank in rows}
+    meta = snapshot_meta(lb)
+    assert meta["source_rows"] == "2000" and meta["run_id"] == "t1"
+    assert meta["as_of_date"] == "2026-11-20"
+    # non-prod keys expire; the temporary and trash keys are gone
+    assert 0 < r.ttl("lbtest:all_time") <= 7 * 24 * 3600
+    assert not list(r.scan_iter("lbtest:tmp:*")) and not list(r.scan_iter("lbtest:trash:*"))
+
+    reader = LeaderboardReader(lb, migrated_db)
+    for n in (1, 7, 10, 100, 2_000, 5_000):
+        for weekly in (False, True):
+            got = reader.top(n, weekly=weekly)
+            assert got.source == "redis"
+            assert got.entries == expected_top(rows, n, weekly), (n, weekly)
+            assert got.entries == reader.from_sql(n, weekly=weekly), (n, weekly)
+    assert reader.stats.hits == 12 and reader.stats.misses == 0
+
+
+def test_empty_leaderboard_is_a_valid_snapshot(migrated_db: str, lb: LeaderboardSettings) -> None:
+    write_mart(migrated_db, dataset(50, seed=2))
+    publish(migrated_db, lb)
+    write_mart(migrated_db, [])
+    result = publish(migrated_db, lb)
+    assert result.rows == 0
+    assert snapshot_exists(lb)
+    r = redis.Redis.from_url(lb.redis_url)
+    assert not r.exists("lbtest:all_time", "lbtest:weekly", "lbtest:profiles")
+    reader = LeaderboardReader(lb, migrated_db)
+    top = reader.top(10)
+    assert top.source == "redis" and top.entries == [] and top.meta["source_rows"] == "0"
+
+
+def test_missing_snapshot_answers_from_sql_and_counts_a_miss(
+    migrated_db: str, lb: LeaderboardSettings
+) -> None:
+    rows = dataset(300, seed=3)
+    write_mart(migrated_db, rows)
+    reader = LeaderboardReader(lb, migrated_db)
+    top = reader.top(10)
+    assert top.source == "postgres" and "snapshot missing" in top.note
+    assert top.entries == expected_top(rows, 10)
+    publish(migrated_db, lb)
+    assert reader.top(10).source == "redis"
+    assert (reader.stats.hits, reader.stats.misses) == (1, 1)
+
+
+def test_twenty_publishes_while_a_reader_loops(migrated_db: str, lb: LeaderboardSettings) -> None:
+    """Readers see snapshot A or snapshot B, whole, never a miss or a mix."""
+    a, b = dataset(3_000, seed=10), dataset(2_500, seed=11)
+    answers = {
+        "3000": (expected_top(a, 50), expected_top(a, 50, weekly=True)),
+        "2500": (expected_top(b, 50), expected_top(b, 50, weekly=True)),
+    }
+    write_mart(migrated_db, a)
+    publish(migrated_db, lb)
+    reader = LeaderboardReader(lb, migrated_db)
+    stop = threading.Event()
+    bad: list[str] = []
+    reads = 0
+
+    def loop() -> None:
+        nonlocal reads
+        while not stop.is_set():
+            for weekly in (False, True):
+                got = reader.top(50, weekly=weekly)
+                reads += 1
+                if got.source != "redis":
+                    bad.append(f"miss: {got.note}")
+                    continue
+                want = answers[got.meta["source_rows"]][int(weekly)]
+                if got.entries != want:
+                    bad.append(f"half-written read at version {got.meta['version']}")
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        for i in range(20):
+            rows = b if i % 2 == 0 else a
+            publish(migrated_db, lb, rows=rows)
+    finally:
+        stop.set()
+        thread.join()
+    assert bad == []
+    assert reads > 20 and reader.stats.misses == 0 and reader.stats.errors == 0
+    assert snapshot_meta(lb)["source_rows"] == "3000"
+
+
+def test_concurrent_publishes_do_not_interleave(migrated_db: str, lb: LeaderboardSettings) -> None:
+    a, b = dataset(2_000, seed=20), dataset(1_500, seed=21)
+    errors: list[BaseException] = []
+
+    def many(rows: list[Row]) -> None:
+        try:
+            for _ in range(5):
+                publish(migrated_db, lb, rows=rows)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=many, args=(rows,)) for rows in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    meta = snapshot_meta(lb)
+    final = a if meta["source_rows"] == "2000" else b
+    r = redis.Redis.from_url(lb.redis_url, decode_responses=True)
+    assert {int(k): int(v) for k, v in r.zrange("lbtest:all_time", 0, -1, withscores=True)} == {
+        u: t for u, _, t, _, _ in final
+    }
+    assert r.hlen("lbtest:profiles") == len(final)
+    assert not list(r.scan_iter("lbtest:tmp:*")) and not list(r.scan_iter("lbtest:trash:*"))
+
+
+def test_prefixes_are_isolated_and_prod_keys_do_not_expire(
+    migrated_db: str, server: RedisServer
+) -> None:
+    write_mart(migrated_db, dataset(100, seed=4))
+    prod = LeaderboardSettings(server.url, prefix="p:", target="prod")
+    dev = LeaderboardSettings(server.url, prefix="d:", target="dev")
+    publish(migrated_db, prod)
+    r = redis.Redis.from_url(server.url)
+    assert r.ttl("p:all_time") == -1 and r.ttl("p:meta") == -1
+    assert not snapshot_exists(dev)
+    publish(migrated_db, dev)
+    assert r.ttl("d:all_time") > 0
+    reader = LeaderboardReader(prod)
+    meta = snapshot_meta(prod)
+    assert not reader.is_stale(meta)
+    old = {**meta, "snapshot_at": "2026-01-01T00:00:00+00:00"}
+    assert reader.is_stale(old)
+
+
+def test_test_target_uses_its_own_redis_database(server: RedisServer) -> None:
+    settings = LeaderboardSettings.from_env(server.url, "test")
+    assert settings.redis_url.endswith("/1")
+    assert LeaderboardSettings.from_env(server.url, "dev").redis_url.endswith("/0")
+
+
+def test_redis_down_fails_clearly_and_leaves_the_mart(
+    migrated_db: str, server: RedisServer, lb: LeaderboardSettings
+) -> None:
+    rows = dataset(200, seed=5)
+    write_mart(migrated_db, rows)
+    publish(migrated_db, lb)
+    server.stop()
+    with pytest.raises(ConnectionFailed, match=r"cannot reach Redis at 127\.0\.0\.1:\d+"):
+        publish(migrated_db, lb)
+    with psycopg.connect(migrated_db) as conn:
+        assert conn.execute("select count(*) from marts.fct_leaderboard").fetchone() == (200,)
+    # a reader keeps answering, from the mart, and counts the error and the miss
+    reader = LeaderboardReader(lb, migrated_db)
+    top = reader.top(5)
+    assert top.source == "postgres" and "Redis unreachable" in top.note
+    assert top.entries == expected_top(rows, 5)
+    assert reader.stats.errors == 1 and reader.stats.misses == 1
+    # back, empty: the snapshot is missing until the next publish
+    server.start()
+    assert not snapshot_exists(lb)
+    publish(migrated_db, lb)
+    assert reader.top(5).source == "redis"
+
+
+def test_cli_leaderboard_top_and_status(migrated_db: str, server: RedisServer) -> None:
+    rows = dataset(100, seed=6)
+    write_mart(migrated_db, rows)
+    env = {
+        "DATABASE_URL": migrated_db,
+        "REDIS_URL": server.url,
+        "DBT_TARGET": "dev",
+        "LEADERBOARD_PREFIX": "cli:",
+    }
+    miss = run_cli("leaderboard", "top", "-n", "3", "--json", env=env)
+    assert miss.returncode == 0, miss.stderr
+    assert json.loads(miss.stdout)["source"] == "postgres"
+    status = run_cli("leaderboard", "status", env=env)
+    assert status.returncode == 1 and "no leaderboard snapshot" in status.stderr
+    pub = run_cli("leaderboard", "publish", env=env)
+    assert pub.returncode == 0 and "published 100 users" in pub.stderr
+    hit = run_cli("leaderboard", "top", "-n", "3", "--json", env=env)
+    body = json.loads(hit.stdout)
+    assert body["source"] == "redis"
+    assert [e["user_id"] for e in body["entries"]] == [e.user_id for e in expected_top(rows, 3)]
+    table = run_cli("leaderboard", "top", "-n", "3", env=env)
+    assert "from Redis: snapshot version" in table.stderr
+    assert run_cli("leaderboard", "status", env=env).returncode == 0

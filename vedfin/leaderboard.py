@@ -1,0 +1,440 @@
+"""The Redis leaderboard snapshot: publishing it from ``marts.fct_leaderboard`` and reading it.
+
+Keys (prefix configurable, default ``leaderboard:``):
+
+- ``<prefix>all_time``: sorted set, member ``user_id``, score ``total_points``;
+- ``<prefix>weekly``: sorted set, member ``user_id``, score ``points_7d`` (users with
+  ``points_7d > 0``);
+- ``<prefix>profiles``: hash ``user_id`` -> ``{"name": display_name, "rank": rank}``;
+- ``<prefix>meta``: hash ``snapshot_at``, ``as_of_date``, ``source_rows``, ``version``,
+  ``run_id``, ``source_storage_id`` (the Dagster materialization of
+  ``fct_leaderboard`` it was built from), ``publish_ms``.
+
+A publish writes everything under temporary keys unique to that publish
+(``<prefix>tmp:<token>:...``) with variadic ``ZADD``/``HSET`` in non-transactional
+pipelines, then swaps them in with one ``MULTI``/``EXEC``: the live keys are renamed
+to a trash key, the temporary ones renamed to the live names, ``meta`` replaced,
+and the trash ``UNLINK``-ed (freed lazily, off Redis's main thread). Readers see the
+old snapshot or the new one, never a mix; two publishes at once cannot share keys.
+An empty leaderboard is a valid snapshot (``meta`` with ``source_rows`` 0).
+
+Reading goes through one Lua script (atomic on the server): the top ``n`` entries,
+extended to the whole tie at the boundary and ordered like the mart
+(``rank``, then ``user_id``), their profiles and ``meta`` in one round trip. When the
+snapshot is missing, :class:`LeaderboardReader` answers from the mart and says so; it
+counts hits and misses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import redis
+
+from vedfin.errors import ConnectionFailed, VedfinError
+
+DEFAULT_PREFIX = "leaderboard:"
+BATCH = 5_000
+#: keys expire in non-prod targets so a laptop's Redis does not keep old snapshots forever
+NON_PROD_TTL_SECONDS = 7 * 24 * 3600
+#: in prod the keys never expire; a snapshot older than this is reported as stale
+DEFAULT_MAX_AGE_SECONDS = 15 * 60
+TEST_REDIS_DB = 1
+SNAPSHOT_PARTS = ("all_time", "weekly", "profiles")
+
+
+@dataclass(frozen=True)
+class LeaderboardSettings:
+    """Where the snapshot lives and how it is kept, per target (dev/test/staging/prod)."""
+
+    redis_url: str
+    prefix: str = DEFAULT_PREFIX
+    target: str = "dev"
+    max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS
+
+    @property
+    def ttl_seconds(self) -> int | None:
+        return None if self.target == "prod" else NON_PROD_TTL_SECONDS
+
+    def key(self, part: str) -> str:
+        return f"{self.prefix}{part}"
+
+    @classmethod
+    def from_env(
+        cls, redis_url: str | None = None, target: str | None = None
+    ) -> LeaderboardSettings:
+        """``REDIS_URL``, ``LEADERBOARD_PREFIX``, ``LEADERBOARD_MAX_AGE_SECONDS``, ``DBT_TARGET``.
+
+        In the ``test`` target the snapshot goes to a separate Redis database
+        (``TEST_REDIS_DB``, default 1) so tests never touch a developer's snapshot.
+        """
+        url = redis_url or os.environ.get("REDIS_URL") or ""
+        if not url:
+            raise VedfinError('REDIS_URL is not set: run `vedfin up` or `eval "$(vedfin env)"`')
+        tgt = target or os.environ.get("DBT_TARGET") or "dev"
+        if tgt == "test":
+            url = with_redis_db(url, int(os.environ.get("TEST_REDIS_DB", TEST_REDIS_DB)))
+        return cls(
+            redis_url=url,
+            prefix=os.environ.get("LEADERBOARD_PREFIX", DEFAULT_PREFIX),
+            target=tgt,
+            max_age_seconds=int(
+                os.environ.get("LEADERBOARD_MAX_AGE_SECONDS", DEFAULT_MAX_AGE_SECONDS)
+            ),
+        )
+
+
+def with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def describe_redis(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or '?'}:{parts.port or 6379}{parts.path or '/0'}"
+
+
+def client(settings: LeaderboardSettings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=3, socket_timeout=10, decode_responses=False
+    )
+
+
+def _redis_error(settings: LeaderboardSettings, exc: Exception) -> ConnectionFailed:
+    return ConnectionFailed(
+        f"cannot reach Redis at {describe_redis(settings.redis_url)} ({exc}); "
+        "check REDIS_URL or run `vedfin up`"
+    )
+
+
+# --------------------------------------------------------------------------- publish
+
+
+@dataclass
+class PublishResult:
+    rows: int
+    weekly_rows: int
+    version: int
+    seconds: float
+    snapshot_at: str
+    as_of_date: str | None
+
+
+def _mart_rows(
+    database_url: str,
+) -> Iterator[list[tuple[int, str, int, int, int]]]:
+    """``fct_leaderboard`` in batches, streamed with a server-side cursor."""
+    with psycopg.connect(database_url) as conn, conn.cursor(name="leaderboard_publish") as cur:
+        cur.itersize = BATCH
+        cur.execute(
+            "select user_id, display_name, total_points, points_7d, rank from marts.fct_leaderboard"
+        )
+        while True:
+            batch = cur.fetchmany(BATCH)
+            if not batch:
+                return
+            yield batch  # type: ignore[misc]
+
+
+def _mart_as_of(database_url: str) -> str | None:
+    """The as-of date the marts were built for (from ``fct_daily_active_users``)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("select max(activity_date) from marts.fct_daily_active_users").fetchone()
+    return None if row is None or row[0] is None else row[0].isoformat()
+
+
+def publish(
+    database_url: str,
+    settings: LeaderboardSettings,
+    *,
+    run_id: str = "",
+    source_storage_id: int = 0,
+    rows: Sequence[tuple[int, str, int, int, int]] | None = None,
+) -> PublishResult:
+    """Publish ``marts.fct_leaderboard`` (or ``rows``) as a new snapshot, atomically."""
+    started = time.perf_counter()
+    r = client(settings)
+    token = uuid.uuid4().hex
+    tmp = {part: settings.key(f"tmp:{token}:{part}") for part in SNAPSHOT_PARTS}
+    trash = settings.key(f"trash:{token}")
+    n_rows = n_weekly = 0
+    try:
+        r.ping()
+        batches: Any = [list(rows)] if rows is not None else _mart_rows(database_url)
+        for batch in batches:
+            if not batch:
+                continue
+            pipe = r.pipeline(transaction=False)
+            pipe.zadd(tmp["all_time"], {str(u): total for u, _, total, _, _ in batch})
+            weekly = {str(u): week for u, _, _, week, _ in batch if week > 0}
+            if weekly:
+                pipe.zadd(tmp["weekly"], weekly)
+            pipe.hset(
+                tmp["profiles"],
+                mapping={
+                    str(u): json.dumps({"name": name, "rank": rank}, ensure_ascii=False)
+                    for u, name, _, _, rank in batch
+                },
+            )
+            # temporary keys expire on their own if this process dies before the swap
+            for key in tmp.values():
+                pipe.expire(key, 3600)
+            pipe.execute()
+            n_rows += len(batch)
+            n_weekly += len(weekly)
+        as_of = None if rows is not None else _mart_as_of(database_url)
+        version = int(r.incr(settings.key("version")))
+        snapshot_at = datetime.now(UTC).isoformat(timespec="seconds")
+        meta = {
+            "snapshot_at": snapshot_at,
+            "as_of_date": as_of or "",
+            "source_rows": n_rows,
+            "weekly_rows": n_weekly,
+            "version": version,
+            "run_id": run_id,
+            "source_storage_id": source_storage_id,
+            "publish_ms": round((time.perf_counter() - started) * 1000),
+        }
+        present = {"all_time": n_rows > 0, "weekly": n_weekly > 0, "profiles": n_rows > 0}
+        _swap(r, settings, tmp, trash, meta, present)
+    except redis.RedisError as exc:
+        _cleanup(r, list(tmp.values()))
+        raise _redis_error(settings, exc) from exc
+    return PublishResult(
+        rows=n_rows,
+        weekly_rows=n_weekly,
+        version=version,
+        seconds=time.perf_counter() - started,
+        snapshot_at=snapshot_at,
+        as_of_date=as_of,
+    )
+
+
+def _swap(
+    r: redis.Redis,
+    settings: LeaderboardSettings,
+    tmp: dict[str, str],
+    trash: str,
+    meta: dict[str, object],
+    present: dict[str, bool],
+) -> None:
+    """One MULTI/EXEC: live -> trash, tmp -> live, new meta, UNLINK trash.
+
+    The live keys are WATCHed while deciding which exist, so a concurrent publish that
+    swaps in between makes EXEC fail and this one retries on the new state.
+    """
+    live = {part: settings.key(part) for part in SNAPSHOT_PARTS}
+    for _attempt in range(20):
+        with r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(*live.values())
+                existing = {part: bool(pipe.exists(key)) for part, key in live.items()}
+                pipe.multi()
+                for part in SNAPSHOT_PARTS:
+                    if existing[part]:
+                        pipe.rename(live[part], f"{trash}:{part}")
+                    if present[part]:
+                        pipe.rename(tmp[part], live[part])
+                        pipe.persist(live[part])
+                        if settings.ttl_seconds:
+                            pipe.expire(live[part], settings.ttl_seconds)
+                pipe.unlink(settings.key("meta"))
+                pipe.hset(settings.key("meta"), mapping=meta)  # type: ignore[arg-type]
+                if settings.ttl_seconds:
+                    pipe.expire(settings.key("meta"), settings.ttl_seconds)
+                pipe.unlink(*(f"{trash}:{part}" for part in SNAPSHOT_PARTS))
+                pipe.execute()
+                return
+            except redis.WatchError:
+                continue
+    raise redis.RedisError("the snapshot keys kept changing during the swap (20 attempts)")
+
+
+def _cleanup(r: redis.Redis, keys: list[str]) -> None:
+    with contextlib.suppress(redis.RedisError):  # else they expire on their own
+        r.unlink(*keys)
+
+
+# --------------------------------------------------------------------------- read
+
+# KEYS: all_time or weekly zset, profiles hash, meta hash. ARGV: n.
+# Returns nil when there is no snapshot (no meta); else {meta, {member, score, ...}, profiles}.
+_READ_TOP = """
+if redis.call('EXISTS', KEYS[3]) == 0 then return false end
+local meta = redis.call('HGETALL', KEYS[3])
+local n = tonumber(ARGV[1])
+local entries = {}
+if n > 0 then
+  local last = redis.call('ZREVRANGE', KEYS[1], n - 1, n - 1, 'WITHSCORES')
+  if #last == 0 then
+    entries = redis.call('ZREVRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+  else
+    entries = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', last[2], 'WITHSCORES')
+  end
+end
+local members = {}
+for i = 1, #entries, 2 do members[#members + 1] = entries[i] end
+local profiles = {}
+if #members > 0 then profiles = redis.call('HMGET', KEYS[2], unpack(members)) end
+return {meta, entries, profiles}
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    rank: int
+    user_id: int
+    display_name: str
+    points: int
+
+
+@dataclass(frozen=True)
+class TopResult:
+    entries: list[Entry]
+    source: str  # "redis" or "postgres"
+    weekly: bool
+    meta: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def hit(self) -> bool:
+        return self.source == "redis"
+
+
+@dataclass
+class Stats:
+    hits: int = 0
+    misses: int = 0
+    errors: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+def _ranked(pairs: list[tuple[int, int, str, int | None]], n: int) -> list[Entry]:
+    """(user_id, points, name, stored rank) -> entries ordered like the mart, with RANK()."""
+    pairs.sort(key=lambda p: (-p[1], p[0]))
+    out: list[Entry] = []
+    rank = 0
+    previous: int | None = None
+    for i, (user_id, points, name, stored) in enumerate(pairs[:n]):
+        if points != previous:
+            rank, previous = i + 1, points
+        out.append(Entry(stored if stored is not None else rank, user_id, name, points))
+    return out
+
+
+class LeaderboardReader:
+    """What the app backend imports: top ``n`` with masked names, Redis first, SQL fallback.
+
+    ``stats`` counts hits (answered from the snapshot) and misses (snapshot missing or
+    Redis unreachable: answered from ``marts.fct_leaderboard``).
+    """
+
+    def __init__(self, settings: LeaderboardSettings, database_url: str | None = None) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.stats = Stats()
+        self._redis = client(settings)
+        self._script = self._redis.register_script(_READ_TOP)
+        self._lock = threading.Lock()
+
+    def snapshot(self, n: int = 10, *, weekly: bool = False) -> TopResult | None:
+        """The snapshot's answer, or None when there is no snapshot. Raises on Redis errors."""
+        board = self.settings.key("weekly" if weekly else "all_time")
+        raw = self._script(
+            keys=[board, self.settings.key("profiles"), self.settings.key("meta")], args=[n]
+        )
+        if raw is None:
+            return None
+        meta_flat, flat, profiles = raw
+        meta = {
+            meta_flat[i].decode(): meta_flat[i + 1].decode() for i in range(0, len(meta_flat), 2)
+        }
+        pairs: list[tuple[int, int, str, int | None]] = []
+        for i in range(0, len(flat), 2):
+            profile = profiles[i // 2]
+            info = json.loads(profile) if profile else {"name": "", "rank": None}
+            pairs.append(
+                (
+                    int(flat[i]),
+                    int(float(flat[i + 1])),
+                    info["name"],
+                    None if weekly else info["rank"],
+                )
+            )
+        return TopResult(_ranked(pairs, n), "redis", weekly, meta)
+
+    def from_sql(self, n: int = 10, *, weekly: bool = False) -> list[Entry]:
+        if not self.database_url:
+            raise VedfinError("no DATABASE_URL to answer from marts.fct_leaderboard")
+        query = (
+            "select user_id, display_name, points_7d, "
+            "rank() over (order by points_7d desc)::int from marts.fct_leaderboard "
+            "where points_7d > 0 order by 3 desc, 1 limit %s"
+            if weekly
+            else "select user_id, display_name, total_points, rank from marts.fct_leaderboard "
+            "order by rank, user_id limit %s"
+        )
+        with psycopg.connect(self.database_url) as conn:
+            rows = conn.execute(query, (n,)).fetchall()
+        return [Entry(int(r[3]), int(r[0]), r[1], int(r[2])) for r in rows]
+
+    def top(self, n: int = 10, *, weekly: bool = False) -> TopResult:
+        """Top ``n`` (ties at the boundary cut like ``order by rank, user_id limit n``)."""
+        if n < 0:
+            raise VedfinError("n must be at least 0")
+        note = "snapshot missing in Redis"
+        try:
+            result = self.snapshot(n, weekly=weekly)
+        except redis.RedisError as exc:
+            with self._lock:
+                self.stats.errors += 1
+            result, note = None, f"Redis unreachable ({exc.__class__.__name__})"
+        if result is not None:
+            with self._lock:
+                self.stats.hits += 1
+            return result
+        with self._lock:
+            self.stats.misses += 1
+        entries = self.from_sql(n, weekly=weekly)
+        return TopResult(entries, "postgres", weekly, {}, f"{note}: answered from the mart")
+
+    def is_stale(self, meta: dict[str, str]) -> bool:
+        if not meta.get("snapshot_at"):
+            return True
+        age = datetime.now(UTC) - datetime.fromisoformat(meta["snapshot_at"])
+        return age.total_seconds() > self.settings.max_age_seconds
+
+
+def snapshot_exists(settings: LeaderboardSettings) -> bool:
+    """Is there a snapshot (its meta key)? Raises ConnectionFailed when Redis is down."""
+    try:
+        return bool(client(settings).exists(settings.key("meta")))
+    except redis.RedisError as exc:
+        raise _redis_error(settings, exc) from exc
+
+
+def snapshot_meta(settings: LeaderboardSettings) -> dict[str, str]:
+    try:
+        raw = client(settings).hgetall(settings.key("meta"))
+    except redis.RedisError as exc:
+        raise _redis_error(settings, exc) from exc
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
