@@ -10,7 +10,7 @@ VEDFIN := $(BIN)/vedfin
 WITH_ENV = eval "$$($(VEDFIN) env)" &&
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck ui up down status clean
+.PHONY: help install manifest run test lint typecheck ui up down status clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,13 +33,28 @@ down: install ## Stop the embedded PostgreSQL and Redis
 status: install ## Show the services in use
 	@$(VEDFIN) status
 
-run: install ## Run the main job end to end and print where to look
+manifest: install ## Write dbt's manifest (dbt parse) for the Dagster definitions
+	@$(VEDFIN) parse
+
+run: install ## Run the main job end to end (full_pipeline on the dev scenario) and print where to look
 	@$(VEDFIN) up
 	@$(VEDFIN) db init
+	@$(VEDFIN) parse
+	@$(WITH_ENV) $(BIN)/dagster job execute -m orchestration.definitions -j full_pipeline \
+		-c orchestration/run_config/dev.yaml
+	@$(VEDFIN) leaderboard top -n 5
 	@echo
-	@echo "Done. Look at:"
-	@echo "  eval \"\$$($(VEDFIN) env)\" && psql      # the app schema"
-	@echo "  $(VEDFIN) status                       # where the servers are"
+	@echo "Done: generated the dev scenario, built every mart (tests green), published the leaderboard."
+	@echo "Look at:"
+	@echo "  make ui                                  # Dagster UI on http://127.0.0.1:3000 (assets, runs, sensor)"
+	@echo "  eval \"\$$($(VEDFIN) env)\" && psql -c '\\dt marts.*'   # the mart tables BI tools read"
+	@echo "  $(VEDFIN) leaderboard top -n 20          # the Redis leaderboard"
+	@echo "  $(VEDFIN) status                         # where the servers are"
+
+ui: install ## Dagster UI + daemon (dagster dev) on http://127.0.0.1:3000, sensor and schedule on
+	@$(VEDFIN) up
+	@$(VEDFIN) parse
+	@$(WITH_ENV) exec $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(or $(PORT),3000)
 
 test: install ## Run the whole test suite (real PostgreSQL and Redis)
 	$(BIN)/pytest

@@ -48,7 +48,7 @@ def failed_checks(instance: dg.DagsterInstance) -> list[str]:
     kinds={"redis"},
     description="The leaderboard in Redis (sorted sets all_time and weekly, profiles, meta), "
     "swapped in atomically; what the app backend reads.",
-    retry_policy=dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL),
 )
 def leaderboard_snapshot(
     context: dg.AssetExecutionContext,
