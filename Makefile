@@ -10,7 +10,7 @@ VEDFIN := $(BIN)/vedfin
 WITH_ENV = eval "$$($(VEDFIN) env)" &&
 
 .DEFAULT_GOAL := help
-.PHONY: help install manifest run test lint typecheck ui up down status clean
+.PHONY: help install browser manifest run test lint typecheck ui up down status clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,7 +56,19 @@ ui: install ## Dagster UI + daemon (dagster dev) on http://127.0.0.1:3000, senso
 	@$(VEDFIN) parse
 	@$(WITH_ENV) exec $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(or $(PORT),3000)
 
-test: install ## Run the whole test suite (real PostgreSQL and Redis)
+browser: ## Debian chromium + chromium-driver for the UI test (apt-get, when root)
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian chromium + chromium-driver for the UI test ..."; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
+	  echo "could not install chromium: the UI test will be skipped"; \
+	else \
+	  echo "chromium is not installed (needs root apt-get): the UI test will be skipped"; \
+	fi
+
+test: install browser ## Run the whole test suite (real PostgreSQL and Redis)
 	$(BIN)/pytest
 
 lint: install ## ruff and mypy

@@ -7,9 +7,19 @@ The manifest (``dbt_project/target/manifest.json``) is prepared by an explicit
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 from dagster_dbt import DbtProject
 
 from vedfin.config import DBT_PROFILES_DIR, DBT_PROJECT_DIR
+
+# dagster-dbt looks for `dbt` on PATH (prepare_if_dev under `dagster dev`): make it the
+# dbt installed next to this interpreter, even when the virtualenv is not activated.
+_bin = str(Path(sys.executable).parent)
+if _bin not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _bin + os.pathsep + os.environ.get("PATH", "")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROFILES_DIR)
 dbt_project.prepare_if_dev()
