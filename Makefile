@@ -10,7 +10,7 @@ VEDFIN := $(BIN)/vedfin
 WITH_ENV = eval "$$($(VEDFIN) env)" &&
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser manifest run test lint typecheck ui up down status clean
+.PHONY: help install test-tools manifest run test lint typecheck ui up down status clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -56,19 +56,23 @@ ui: install ## Dagster UI + daemon (dagster dev) on http://127.0.0.1:3000, senso
 	@$(VEDFIN) parse
 	@$(WITH_ENV) exec $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(or $(PORT),3000)
 
-browser: ## Debian chromium + chromium-driver for the UI test (apt-get, when root)
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+test-tools: ## Debian chromium, chromium-driver (UI test) and docker-compose (compose file check)
+	@missing=""; \
+	{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || missing="chromium chromium-driver"; \
+	{ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || \
+	  missing="$$missing docker-compose"; \
+	[ -z "$$missing" ] && exit 0; \
 	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  echo "installing Debian chromium + chromium-driver for the UI test ..."; \
+	  echo "installing Debian $$missing for the tests ..."; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
-	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; } || \
-	  echo "could not install chromium: the UI test will be skipped"; \
+	  apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null 2>&1; } || \
+	  echo "could not install $$missing: the tests that need them will be skipped"; \
 	else \
-	  echo "chromium is not installed (needs root apt-get): the UI test will be skipped"; \
+	  echo "$$missing not installed (needs root apt-get): the tests that need them are skipped"; \
 	fi
 
-test: install browser ## Run the whole test suite (real PostgreSQL and Redis)
+test: install test-tools ## Run the whole test suite (real PostgreSQL and Redis)
 	$(BIN)/pytest
 
 lint: install ## ruff and mypy

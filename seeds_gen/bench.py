@@ -145,15 +145,18 @@ def peak_rss_child(url: str, users: int) -> tuple[float, float, int]:
     return data["rss_kib"] / 1024, data["seconds"], data["events"]
 
 
-def bench_database(server_url: str, override: str | None) -> str:
+def bench_database(server_url: str, override: str | None, name: str = "vedfin_bench") -> str:
+    """The scratch database a benchmark writes into (created when missing)."""
     if override:
         return override
+    from psycopg import sql
+
     from vedfin.config import with_database
 
     with psycopg.connect(server_url, autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = 'vedfin_bench'").fetchone():
-            conn.execute("create database vedfin_bench")
-    return with_database(server_url, "vedfin_bench")
+        if not conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
 
 
 def run(

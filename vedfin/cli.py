@@ -437,6 +437,42 @@ def bench_seed(database_url: str | None, big_users: int, rss_users: str, naive_e
     )
 
 
+@bench.command("leaderboard")
+@click.option(
+    "--database-url",
+    help="Scratch database [default: vedfin_bench_lb on the resolved server]; its "
+    "marts.fct_leaderboard is replaced.",
+)
+@click.option(
+    "--sizes",
+    default="10000,100000",
+    show_default=True,
+    help="Comma-separated leaderboard sizes to publish.",
+)
+@click.option(
+    "--reads",
+    type=click.IntRange(min=100),
+    default=2000,
+    show_default=True,
+    help="Top-100 reads per path for the latency percentiles.",
+)
+def bench_leaderboard(database_url: str | None, sizes: str, reads: int) -> None:
+    """Publish time, top-100 read p99 (Redis vs SQL) and hit rate during refreshes."""
+    from seeds_gen.bench import bench_database
+    from vedfin.bench_leaderboard import print_figures, run
+
+    settings = resolve()
+    url = database_url or bench_database(settings.database_url, None, name="vedfin_bench_lb")
+    print_figures(
+        run(
+            url,
+            settings.redis_url,
+            sizes=[int(x) for x in sizes.split(",") if x.strip()],
+            reads=reads,
+        )
+    )
+
+
 @bench.command("build")
 @click.option(
     "--database-url",
