@@ -312,6 +312,7 @@ def leaderboard_top(n: int, weekly: bool, as_json: bool, prefix: str | None) -> 
       vedfin leaderboard top -n 100 --weekly
     """
     import json as _json
+    from dataclasses import asdict
 
     from rich.table import Table
 
@@ -327,7 +328,7 @@ def leaderboard_top(n: int, weekly: bool, as_json: bool, prefix: str | None) -> 
                     "source": result.source,
                     "note": result.note,
                     "meta": result.meta,
-                    "entries": [e.__dict__ for e in result.entries],
+                    "entries": [asdict(e) for e in result.entries],
                 },
                 ensure_ascii=False,
             )

@@ -291,7 +291,7 @@ return {meta, entries, profiles}
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     rank: int
     user_id: int
