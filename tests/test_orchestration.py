@@ -255,36 +255,53 @@ def test_redis_restart_leads_to_republish(orch: Env, instance: dg.DagsterInstanc
     assert isinstance(_evaluate(instance), dg.SkipReason)
 
 
-def test_failed_checks_block_the_publish(orch: Env, instance: dg.DagsterInstance) -> None:
-    from orchestration.assets.leaderboard import FCT_LEADERBOARD, leaderboard_check_keys
+def _run_leaderboard_checks(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+    """Run fct_leaderboard's dbt tests (only the checks: the table is not rebuilt)."""
+    from orchestration.assets.leaderboard import FCT_LEADERBOARD
 
-    check = leaderboard_check_keys()[0]
-    _new_fct_materialization(instance)
-    instance.report_runless_asset_event(
-        dg.AssetCheckEvaluation(
-            asset_key=FCT_LEADERBOARD,
-            check_name=check.name,
-            passed=False,
-            severity=dg.AssetCheckSeverity.ERROR,
-        )
+    defs = _defs()
+    job = dg.define_asset_job(
+        "check_fct_leaderboard", selection=dg.AssetSelection.checks_for_assets(FCT_LEADERBOARD)
     )
+    scoped = dg.Definitions(
+        assets=list(defs.assets or []), jobs=[job], resources=dict(defs.resources or {})
+    )
+    return scoped.resolve_job_def("check_fct_leaderboard").execute_in_process(
+        instance=instance, raise_on_error=False
+    )
+
+
+def test_failed_dbt_test_blocks_the_publish(orch: Env, instance: dg.DagsterInstance) -> None:
+    """A real dbt test on fct_leaderboard fails; the sensor and the publish both refuse."""
+    with psycopg.connect(orch.url) as conn:
+        user, points = conn.execute(
+            "select user_id, total_points from marts.fct_leaderboard order by user_id limit 1"
+        ).fetchone()  # type: ignore[misc]
+        conn.execute(
+            "update marts.fct_leaderboard set total_points = 0 where user_id = %s", (user,)
+        )
+    _new_fct_materialization(instance)
+    checked = _run_leaderboard_checks(instance)
+    assert not checked.success  # dbt test expression_is_true ... total_points > 0 failed
     before = snapshot_meta(orch.lb)["version"]
     skipped = _evaluate(instance)
     assert isinstance(skipped, dg.SkipReason)
-    assert "failed checks" in (skipped.skip_message or "") and check.name in (
-        skipped.skip_message or ""
-    )
+    message = skipped.skip_message or ""
+    assert "failed checks" in message and "total_points" in message
     blocked = _publish(instance)
     assert not blocked.success
     failure = [e for e in blocked.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failure and "not publishing" in str(failure[-1].event_specific_data)
     assert snapshot_meta(orch.lb)["version"] == before  # nothing was published
 
-    instance.report_runless_asset_event(
-        dg.AssetCheckEvaluation(asset_key=FCT_LEADERBOARD, check_name=check.name, passed=True)
-    )
+    with psycopg.connect(orch.url) as conn:
+        conn.execute(
+            "update marts.fct_leaderboard set total_points = %s where user_id = %s", (points, user)
+        )
+    assert _run_leaderboard_checks(instance).success
     assert isinstance(_evaluate(instance), dg.RunRequest)
     assert _publish(instance).success
+    assert _redis_scores(orch.lb) == _mart_scores(orch.url)
 
 
 def test_daily_refresh_appends_builds_incrementally_and_publishes(
