@@ -281,3 +281,16 @@ def test_cli_leaderboard_top_and_status(migrated_db: str, server: RedisServer) -
     table = run_cli("leaderboard", "top", "-n", "3", env=env)
     assert "from Redis: snapshot version" in table.stderr
     assert run_cli("leaderboard", "status", env=env).returncode == 0
+
+
+def test_cli_errors_are_one_clear_line(fresh_db: str, server: RedisServer) -> None:
+    """No mart yet, or a server that cannot be reached: one line, non-zero exit, no traceback."""
+    env = {"DATABASE_URL": fresh_db, "REDIS_URL": server.url, "LEADERBOARD_PREFIX": "err:"}
+    for args in (("top",), ("publish",)):
+        result = run_cli("leaderboard", *args, env=env)
+        assert result.returncode == 1, result.stderr
+        assert "marts.fct_leaderboard does not exist" in result.stderr
+        assert "Traceback" not in result.stderr
+    down = run_cli("leaderboard", "status", env={**env, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert down.returncode == 2 and "cannot reach Redis at 127.0.0.1:1" in down.stderr
+    assert "Traceback" not in down.stderr

@@ -118,6 +118,26 @@ def _redis_error(settings: LeaderboardSettings, exc: Exception) -> ConnectionFai
     )
 
 
+@contextlib.contextmanager
+def _mart_errors(database_url: str) -> Iterator[None]:
+    """PostgreSQL problems as one clear line: a missing mart, an unreachable server."""
+    from vedfin.db import describe_target
+
+    try:
+        yield
+    except psycopg.errors.UndefinedTable:
+        raise VedfinError(
+            f"marts.fct_leaderboard does not exist in {describe_target(database_url)}: build "
+            "the marts first (`vedfin build`, or the full_pipeline job)"
+        ) from None
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ConnectionFailed(
+            f"cannot reach PostgreSQL at {describe_target(database_url)} ({first}); "
+            "check DATABASE_URL or run `vedfin up`"
+        ) from None
+
+
 # --------------------------------------------------------------------------- publish
 
 
@@ -135,7 +155,11 @@ def _mart_rows(
     database_url: str,
 ) -> Iterator[list[tuple[int, str, int, int, int]]]:
     """``fct_leaderboard`` in batches, streamed with a server-side cursor."""
-    with psycopg.connect(database_url) as conn, conn.cursor(name="leaderboard_publish") as cur:
+    with (
+        _mart_errors(database_url),
+        psycopg.connect(database_url) as conn,
+        conn.cursor(name="leaderboard_publish") as cur,
+    ):
         cur.itersize = BATCH
         cur.execute(
             "select user_id, display_name, total_points, points_7d, rank from marts.fct_leaderboard"
@@ -149,7 +173,7 @@ def _mart_rows(
 
 def _mart_as_of(database_url: str) -> str | None:
     """The as-of date the marts were built for (from ``fct_daily_active_users``)."""
-    with psycopg.connect(database_url) as conn:
+    with _mart_errors(database_url), psycopg.connect(database_url) as conn:
         row = conn.execute("select max(activity_date) from marts.fct_daily_active_users").fetchone()
     return None if row is None or row[0] is None else row[0].isoformat()
 
@@ -389,7 +413,7 @@ class LeaderboardReader:
             else "select user_id, display_name, total_points, rank from marts.fct_leaderboard "
             "order by rank, user_id limit %s"
         )
-        with psycopg.connect(self.database_url) as conn:
+        with _mart_errors(self.database_url), psycopg.connect(self.database_url) as conn:
             rows = conn.execute(query, (n,)).fetchall()
         return [Entry(int(r[3]), int(r[0]), r[1], int(r[2])) for r in rows]
 
