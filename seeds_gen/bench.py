@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from seeds_gen.load import load_fresh
+from seeds_gen.reference import EVENT_TYPES
 from seeds_gen.scenarios import make_spec
 from vedfin.db import connect
 
@@ -54,18 +55,7 @@ def naive_rate(url: str, n_events: int, n_users: int) -> tuple[float, float]:
 
     fake = Faker("vi_VN")
     Faker.seed(1)
-    types = [
-        "signup",
-        "login",
-        "page_view",
-        "course_view",
-        "enroll",
-        "lesson_start",
-        "lesson_complete",
-        "quiz_submit",
-        "video_play",
-        "logout",
-    ]
+    types = list(EVENT_TYPES)
     start = datetime(2026, 5, 25, tzinfo=UTC)
     end = datetime(2026, 11, 20, tzinfo=UTC)
     with connect(url) as conn:

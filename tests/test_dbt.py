@@ -10,19 +10,10 @@ from psycopg import sql
 
 from tests.conftest import _recreate_database, run_cli
 from tests.test_seeds_gen import REASONS_SQL
+from vedfin.bench_build import MARTS
 from vedfin.config import Settings, with_database
 
 END = date(2026, 11, 20)
-MARTS = (
-    "dim_users",
-    "dim_courses",
-    "fct_daily_active_users",
-    "fct_cohort_retention",
-    "fct_learning_funnel",
-    "fct_course_funnel",
-    "fct_student_behavior_patterns",
-    "fct_leaderboard",
-)
 INCREMENTAL = ("int_behavior_logs_classified", "int_user_days", "int_sessions")
 
 

@@ -28,6 +28,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from seeds_gen.reference import EVENT_TYPES
 from vedfin.config import Settings
 from vedfin.dbt import run_dbt
 from vedfin.errors import VedfinError
@@ -44,11 +45,7 @@ MARTS = (
     "fct_student_behavior_patterns",
     "fct_leaderboard",
 )
-VALID_TYPES = (
-    "'signup','login','page_view','course_view','enroll','lesson_start',"
-    "'lesson_complete','quiz_submit','video_play','achievement_unlocked',"
-    "'buddy_message','logout'"
-)
+VALID_TYPES = ",".join(f"'{t}'" for t in EVENT_TYPES)  # the contract's event types
 
 
 def _valid_events(as_of: str) -> str:
