@@ -469,6 +469,12 @@ def _last_runs(conn: psycopg.Connection) -> tuple[Spec, date, int]:
     return spec, last[0], int(last[1])
 
 
+def data_end_date(url: str) -> date:
+    """The last local date of the generated dataset (after any appends)."""
+    with connect(url) as conn:
+        return _last_runs(conn)[1]
+
+
 def load_existing(conn: psycopg.Connection, cat: Catalog) -> list[ExistingUser]:
     """Every generated user's model parameters and learning state, from the database."""
     users: dict[int, ExistingUser] = {}

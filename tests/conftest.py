@@ -2,8 +2,9 @@
 
 The servers are the ones the project resolves (``DATABASE_URL`` / ``REDIS_URL``
 or the embedded ones under ``.vedfin/``). Tests work in their own database
-(``<db>_test``, or ``TEST_DATABASE_URL``) and their own Redis database number,
-so a developer's data survives ``make test``.
+(``<db>_test``, or ``TEST_DATABASE_URL``, or one per test) and on Redis servers
+of their own (``tests/redis_server.py``) or the test target's Redis database, so a
+developer's data survives ``make test``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import pytest
 from vedfin.config import PROJECT_ROOT, Settings, resolve, state_dir, with_database
 from vedfin.db import init_db
 from vedfin.services import EmbeddedPostgres, EmbeddedRedis
-
-TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "1"))
 
 
 @pytest.fixture(scope="session")
@@ -77,12 +76,26 @@ def migrated_db(test_db_base: str) -> str:
     return test_db_base
 
 
-@pytest.fixture(scope="session")
-def redis_test_url(settings: Settings) -> str:
-    base = settings.redis_url.rsplit("/", 1)
-    if len(base) == 2 and base[1].isdigit():
-        return f"{base[0]}/{TEST_REDIS_DB}"
-    return f"{settings.redis_url.rstrip('/')}/{TEST_REDIS_DB}"
+def isolated_platform(settings: Settings, name: str, redis_url: str, home: Path) -> Settings:
+    """Fresh databases ``name`` (warehouse) and ``name_dagster`` (Dagster storage) on the
+    resolved server, the given Redis, and a DAGSTER_HOME with the project's dagster.yaml:
+    what one `vedfin env` would give a separate installation, in the test target."""
+    import shutil
+
+    from vedfin.config import sqlalchemy_psycopg2_url
+
+    _recreate_database(settings.database_url, name)
+    _recreate_database(settings.database_url, f"{name}_dagster")
+    shutil.copy(PROJECT_ROOT / "vedfin" / "templates" / "dagster.yaml", home / "dagster.yaml")
+    return Settings(
+        with_database(settings.database_url, name),
+        redis_url,
+        home,
+        sqlalchemy_psycopg2_url(with_database(settings.database_url, f"{name}_dagster")),
+        "test",
+        False,
+        False,
+    )
 
 
 def run_cli(

@@ -11,7 +11,7 @@ from pathlib import Path
 import redis
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -27,7 +27,7 @@ class RedisServer:
     """``start()`` / ``stop()`` a redis-server on a fixed port; it starts empty each time."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="vedfin-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
 

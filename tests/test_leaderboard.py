@@ -221,11 +221,10 @@ def test_prefixes_are_isolated_and_prod_keys_do_not_expire(
     assert not snapshot_exists(dev)
     publish(migrated_db, dev)
     assert r.ttl("d:all_time") > 0
-    reader = LeaderboardReader(prod)
     meta = snapshot_meta(prod)
-    assert not reader.is_stale(meta)
+    assert not prod.is_stale(meta)
     old = {**meta, "snapshot_at": "2026-01-01T00:00:00+00:00"}
-    assert reader.is_stale(old)
+    assert prod.is_stale(old)
 
 
 def test_test_target_uses_its_own_redis_database(server: RedisServer) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,9 +20,9 @@ import dagster as dg
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, _recreate_database, run_cli
+from tests.conftest import ROOT, isolated_platform, run_cli
 from tests.redis_server import RedisServer
-from vedfin.config import Settings, env_exports, sqlalchemy_psycopg2_url, with_database
+from vedfin.config import Settings, env_exports
 from vedfin.leaderboard import LeaderboardReader, LeaderboardSettings, snapshot_meta
 
 END = "2026-11-20"
@@ -39,11 +38,12 @@ class Env:
     @property
     def lb(self) -> LeaderboardSettings:
         """What the resource resolves in the test target: Redis database 1, our prefix."""
-        test_db = LeaderboardSettings.from_env(self.server.url, "test")
-        return LeaderboardSettings(test_db.redis_url, PREFIX, "test")
+        return LeaderboardSettings.from_env(self.server.url, "test", PREFIX)
 
 
-def _dagster(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _execute_job(job: str, config: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`dagster job execute -m orchestration.definitions -j <job> -c <config>`: the CI path."""
+    args = ["job", "execute", "-m", "orchestration.definitions", "-j", job, "-c", config]
     return subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), *args],
         env={**os.environ, **env},
@@ -57,21 +57,11 @@ def _dagster(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 
 @pytest.fixture(scope="module")
 def orch(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    url = with_database(settings.database_url, "vedfin_orch")
-    _recreate_database(settings.database_url, "vedfin_orch")
-    _recreate_database(settings.database_url, "vedfin_orch_dagster")
     server = RedisServer().start()
-    home = tmp_path_factory.mktemp("dagster_home")
-    shutil.copy(ROOT / "vedfin" / "templates" / "dagster.yaml", home / "dagster.yaml")
-    scoped = Settings(
-        url,
-        server.url,
-        home,
-        sqlalchemy_psycopg2_url(with_database(settings.database_url, "vedfin_orch_dagster")),
-        "test",
-        False,
-        False,
+    scoped = isolated_platform(
+        settings, "vedfin_orch", server.url, tmp_path_factory.mktemp("dagster_home")
     )
+    url = scoped.database_url
     values = {**env_exports(scoped), "LEADERBOARD_PREFIX": PREFIX}
     parsed = run_cli("parse", env=values)  # the explicit `dbt parse` the definitions need
     assert parsed.returncode == 0, parsed.stderr
@@ -91,17 +81,7 @@ def orch(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def pipeline_run(orch: Env) -> subprocess.CompletedProcess[str]:
-    done = _dagster(
-        "job",
-        "execute",
-        "-m",
-        "orchestration.definitions",
-        "-j",
-        "full_pipeline",
-        "-c",
-        "orchestration/run_config/test.yaml",
-        env=orch.values,
-    )
+    done = _execute_job("full_pipeline", "orchestration/run_config/test.yaml", orch.values)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
 
@@ -315,17 +295,7 @@ def test_daily_refresh_appends_builds_incrementally_and_publishes(
     )
     with psycopg.connect(orch.url) as conn:
         events_before = conn.execute("select count(*) from app.behavior_logs").fetchone()
-    done = _dagster(
-        "job",
-        "execute",
-        "-m",
-        "orchestration.definitions",
-        "-j",
-        "daily_refresh",
-        "-c",
-        str(config),
-        env=orch.values,
-    )
+    done = _execute_job("daily_refresh", str(config), orch.values)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "--full-refresh" not in done.stdout + done.stderr
     with psycopg.connect(orch.url) as conn:

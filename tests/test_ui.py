@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -23,9 +22,9 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.conftest import ROOT, _recreate_database
-from tests.redis_server import RedisServer
-from vedfin.config import Settings, env_exports, sqlalchemy_psycopg2_url, with_database
+from tests.conftest import ROOT, isolated_platform
+from tests.redis_server import RedisServer, free_port
+from vedfin.config import Settings, env_exports
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -38,12 +37,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _up(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
@@ -54,22 +47,11 @@ def _up(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def ui(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    _recreate_database(settings.database_url, "vedfin_ui")
-    _recreate_database(settings.database_url, "vedfin_ui_dagster")
     redis_server = RedisServer().start()
     home = tmp_path_factory.mktemp("dagster_home_ui")
-    shutil.copy(ROOT / "vedfin" / "templates" / "dagster.yaml", home / "dagster.yaml")
-    scoped = Settings(
-        with_database(settings.database_url, "vedfin_ui"),
-        redis_server.url,
-        home,
-        sqlalchemy_psycopg2_url(with_database(settings.database_url, "vedfin_ui_dagster")),
-        "test",
-        False,
-        False,
-    )
+    scoped = isolated_platform(settings, "vedfin_ui", redis_server.url, home)
     env = {**os.environ, **env_exports(scoped), "LEADERBOARD_PREFIX": "ui:"}
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path_factory.mktemp("ui_log") / "dagster_dev.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         ["make", "--no-print-directory", "ui", f"PORT={port}"],

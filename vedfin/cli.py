@@ -280,10 +280,7 @@ def _leaderboard_settings(prefix: str | None) -> Any:
     from vedfin.leaderboard import LeaderboardSettings
 
     settings = resolve()
-    lb = LeaderboardSettings.from_env(settings.redis_url, settings.target)
-    if prefix:
-        lb = LeaderboardSettings(lb.redis_url, prefix, lb.target, lb.max_age_seconds)
-    return settings, lb
+    return settings, LeaderboardSettings.from_env(settings.redis_url, settings.target, prefix)
 
 
 _prefix_option = click.option(
@@ -345,7 +342,7 @@ def leaderboard_top(n: int, weekly: bool, as_json: bool, prefix: str | None) -> 
     Console().print(table)
     err = Console(stderr=True)
     if result.hit:
-        stale = " [yellow](stale)[/]" if reader.is_stale(result.meta) else ""
+        stale = " [yellow](stale)[/]" if lb.is_stale(result.meta) else ""
         err.print(
             f"from Redis: snapshot version {result.meta.get('version')}, published "
             f"{result.meta.get('snapshot_at')}, as of {result.meta.get('as_of_date')}"
@@ -375,7 +372,7 @@ def leaderboard_publish(prefix: str | None) -> None:
 def leaderboard_status(prefix: str | None) -> None:
     """The snapshot's meta; exit 1 when it is missing or stale (older than
     $LEADERBOARD_MAX_AGE_SECONDS, default 900)."""
-    from vedfin.leaderboard import LeaderboardReader, describe_redis, snapshot_meta
+    from vedfin.leaderboard import describe_redis, snapshot_meta
 
     _settings, lb = _leaderboard_settings(prefix)
     meta = snapshot_meta(lb)
@@ -386,7 +383,7 @@ def leaderboard_status(prefix: str | None) -> None:
         )
     for key in sorted(meta):
         click.echo(f"{key}: {meta[key]}")
-    if LeaderboardReader(lb).is_stale(meta):
+    if lb.is_stale(meta):
         raise VedfinError(f"the snapshot at {where} is older than {lb.max_age_seconds} s")
 
 

@@ -70,11 +70,19 @@ class LeaderboardSettings:
     def key(self, part: str) -> str:
         return f"{self.prefix}{part}"
 
+    def is_stale(self, meta: dict[str, str]) -> bool:
+        """Is a snapshot with this ``meta`` older than ``max_age_seconds`` (or undated)?"""
+        if not meta.get("snapshot_at"):
+            return True
+        age = datetime.now(UTC) - datetime.fromisoformat(meta["snapshot_at"])
+        return age.total_seconds() > self.max_age_seconds
+
     @classmethod
     def from_env(
-        cls, redis_url: str | None = None, target: str | None = None
+        cls, redis_url: str | None = None, target: str | None = None, prefix: str | None = None
     ) -> LeaderboardSettings:
-        """``REDIS_URL``, ``LEADERBOARD_PREFIX``, ``LEADERBOARD_MAX_AGE_SECONDS``, ``DBT_TARGET``.
+        """``REDIS_URL``, ``LEADERBOARD_PREFIX``, ``LEADERBOARD_MAX_AGE_SECONDS``, ``DBT_TARGET``,
+        each overridden by the argument of the same meaning when given.
 
         In the ``test`` target the snapshot goes to a separate Redis database
         (``TEST_REDIS_DB``, default 1) so tests never touch a developer's snapshot.
@@ -87,7 +95,7 @@ class LeaderboardSettings:
             url = with_redis_db(url, int(os.environ.get("TEST_REDIS_DB", TEST_REDIS_DB)))
         return cls(
             redis_url=url,
-            prefix=os.environ.get("LEADERBOARD_PREFIX", DEFAULT_PREFIX),
+            prefix=prefix or os.environ.get("LEADERBOARD_PREFIX", DEFAULT_PREFIX),
             target=tgt,
             max_age_seconds=int(
                 os.environ.get("LEADERBOARD_MAX_AGE_SECONDS", DEFAULT_MAX_AGE_SECONDS)
@@ -119,22 +127,18 @@ def _redis_error(settings: LeaderboardSettings, exc: Exception) -> ConnectionFai
 
 
 @contextlib.contextmanager
-def _mart_errors(database_url: str) -> Iterator[None]:
-    """PostgreSQL problems as one clear line: a missing mart, an unreachable server."""
-    from vedfin.db import describe_target
+def _mart_connection(database_url: str) -> Iterator[psycopg.Connection]:
+    """A connection (vedfin.db.connect: one-line error when unreachable) on which a missing
+    mart is one clear line too."""
+    from vedfin.db import connect, describe_target
 
     try:
-        yield
+        with connect(database_url) as conn:
+            yield conn
     except psycopg.errors.UndefinedTable:
         raise VedfinError(
             f"marts.fct_leaderboard does not exist in {describe_target(database_url)}: build "
             "the marts first (`vedfin build`, or the full_pipeline job)"
-        ) from None
-    except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ConnectionFailed(
-            f"cannot reach PostgreSQL at {describe_target(database_url)} ({first}); "
-            "check DATABASE_URL or run `vedfin up`"
         ) from None
 
 
@@ -155,11 +159,7 @@ def _mart_rows(
     database_url: str,
 ) -> Iterator[list[tuple[int, str, int, int, int]]]:
     """``fct_leaderboard`` in batches, streamed with a server-side cursor."""
-    with (
-        _mart_errors(database_url),
-        psycopg.connect(database_url) as conn,
-        conn.cursor(name="leaderboard_publish") as cur,
-    ):
+    with _mart_connection(database_url) as conn, conn.cursor(name="leaderboard_publish") as cur:
         cur.itersize = BATCH
         cur.execute(
             "select user_id, display_name, total_points, points_7d, rank from marts.fct_leaderboard"
@@ -173,7 +173,7 @@ def _mart_rows(
 
 def _mart_as_of(database_url: str) -> str | None:
     """The as-of date the marts were built for (from ``fct_daily_active_users``)."""
-    with _mart_errors(database_url), psycopg.connect(database_url) as conn:
+    with _mart_connection(database_url) as conn:
         row = conn.execute("select max(activity_date) from marts.fct_daily_active_users").fetchone()
     return None if row is None or row[0] is None else row[0].isoformat()
 
@@ -235,6 +235,9 @@ def publish(
     except redis.RedisError as exc:
         _cleanup(r, list(tmp.values()))
         raise _redis_error(settings, exc) from exc
+    except BaseException:
+        _cleanup(r, list(tmp.values()))
+        raise
     return PublishResult(
         rows=n_rows,
         weekly_rows=n_weekly,
@@ -413,7 +416,7 @@ class LeaderboardReader:
             else "select user_id, display_name, total_points, rank from marts.fct_leaderboard "
             "order by rank, user_id limit %s"
         )
-        with _mart_errors(self.database_url), psycopg.connect(self.database_url) as conn:
+        with _mart_connection(self.database_url) as conn:
             rows = conn.execute(query, (n,)).fetchall()
         return [Entry(int(r[3]), int(r[0]), r[1], int(r[2])) for r in rows]
 
@@ -436,12 +439,6 @@ class LeaderboardReader:
             self.stats.misses += 1
         entries = self.from_sql(n, weekly=weekly)
         return TopResult(entries, "postgres", weekly, {}, f"{note}: answered from the mart")
-
-    def is_stale(self, meta: dict[str, str]) -> bool:
-        if not meta.get("snapshot_at"):
-            return True
-        age = datetime.now(UTC) - datetime.fromisoformat(meta["snapshot_at"])
-        return age.total_seconds() > self.settings.max_age_seconds
 
 
 def snapshot_exists(settings: LeaderboardSettings) -> bool:

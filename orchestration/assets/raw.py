@@ -1,13 +1,12 @@
 """The generated raw tables (schema `app`) as one multi-asset: the dbt sources' upstream."""
 
 from collections.abc import Iterator
-from datetime import date, timedelta
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
-from orchestration.dbt.assets import source_asset_keys
+from orchestration.dbt.assets import config_date, source_asset_keys
 from orchestration.resources import WarehouseResource
 from vedfin.errors import VedfinError
 
@@ -42,15 +41,6 @@ class GenerateConfig(dg.Config):  # type: ignore[misc]
     force: bool = Field(default=False, description="Allow the prod target (refused otherwise).")
 
 
-def _date(value: str) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise dg.Failure(f"end_date {value!r} is not a date (YYYY-MM-DD)") from None
-
-
 def _generated_before(url: str) -> bool:
     from vedfin.dbt import latest_fresh_run
 
@@ -74,7 +64,7 @@ def _generated_before(url: str) -> bool:
 def generate_app_data(
     context: dg.AssetExecutionContext, config: GenerateConfig, warehouse: WarehouseResource
 ) -> Iterator[dg.MaterializeResult]:
-    from seeds_gen.load import LoadResult, load_append, load_fresh, preflight
+    from seeds_gen.load import LoadResult, data_end_date, load_append, load_fresh
     from seeds_gen.scenarios import make_spec, today_local
     from vedfin.db import init_db
 
@@ -92,17 +82,16 @@ def generate_app_data(
                 days=config.days,
                 courses=config.courses,
                 seed=config.seed,
-                end_date=_date(config.end_date),
+                end_date=config_date(config.end_date, "end_date"),
                 bad_events_rate=config.bad_events_rate,
             )
             reset = config.replace_generated and _generated_before(url)
-            preflight(url, target, reset=reset, force=config.force, append=False)
             context.log.info(f"generating {spec.scenario}: {spec.users} users, {spec.days} days")
             result = load_fresh(url, spec, target=target, reset=reset, force=config.force)
         else:
             days = config.append_days
-            if days <= 0:
-                days = _days_to_today(url, today_local())
+            if days <= 0:  # catch up to today
+                days = (today_local() - data_end_date(url)).days
             if days <= 0:
                 context.log.info("the generated data already reaches today: nothing to append")
                 for key in context.selected_asset_keys:
@@ -135,16 +124,3 @@ def generate_app_data(
                 "seconds": round(result.seconds, 2),
             },
         )
-
-
-def _days_to_today(url: str, today: date) -> int:
-    from vedfin.db import connect
-
-    with connect(url) as conn:
-        row = conn.execute(
-            "select end_date from vedfin_meta.seed_runs order by run_id desc limit 1"
-        ).fetchone()
-    if row is None:
-        raise dg.Failure("there is no generated dataset to extend: run full_pipeline first")
-    last: date = row[0]
-    return max(0, (today - last) // timedelta(days=1))

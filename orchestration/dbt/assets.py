@@ -56,13 +56,14 @@ class DbtBuildConfig(dg.Config):  # type: ignore[misc]
     )
 
 
-def _as_of(value: str) -> date | None:
+def config_date(value: str, field: str) -> date | None:
+    """An optional YYYY-MM-DD run-config value; a clear failure when it is not one."""
     if not value:
         return None
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise dg.Failure(f"as_of {value!r} is not a date (YYYY-MM-DD)") from None
+        raise dg.Failure(f"{field} {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 @dbt_assets(
@@ -79,7 +80,7 @@ def dbt_models(
 ) -> Iterator[Any]:
     platform_settings()  # export DATABASE_URL / PG* for dbt's profiles
     url = warehouse.url()
-    args = ["build", "--vars", dbt_vars(_as_of(config.as_of))]
+    args = ["build", "--vars", dbt_vars(config_date(config.as_of, "as_of"))]
     full_refresh = config.full_refresh
     if not full_refresh and regenerated_since_last_build(url):
         context.log.info("the raw data was regenerated since the last build: --full-refresh")

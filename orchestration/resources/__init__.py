@@ -38,12 +38,6 @@ class LeaderboardRedisResource(dg.ConfigurableResource):  # type: ignore[misc]
 
     def settings(self) -> LeaderboardSettings:
         base = platform_settings()
-        resolved = LeaderboardSettings.from_env(
-            self.redis_url or base.redis_url, self.target or base.target
-        )
-        return LeaderboardSettings(
-            resolved.redis_url,
-            self.prefix or resolved.prefix,
-            resolved.target,
-            resolved.max_age_seconds,
+        return LeaderboardSettings.from_env(
+            self.redis_url or base.redis_url, self.target or base.target, self.prefix or None
         )
