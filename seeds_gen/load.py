@@ -10,22 +10,20 @@ back and the previous data is untouched.
 from __future__ import annotations
 
 import json
-import pickle
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import IO
 
-import numpy as np
 import psycopg
 from psycopg.copy import QueuedLibpqWriter
 
 from seeds_gen.chunks import ChunkRows, Counters, StreakState
 from seeds_gen.generate import ALL_EVENT_NAMES, ExistingUser, append_chunks, fresh_chunks
-from seeds_gen.pgcopy import EVENT_COLUMNS, HEADER, TRAILER, encode_events
+from seeds_gen.pgcopy import EVENT_COLUMNS, HEADER, TRAILER, encode_events, text_table
 from seeds_gen.reference import people
 from seeds_gen.scenarios import Spec
 from seeds_gen.simulate import (
@@ -147,22 +145,6 @@ class LoadResult:
         return sum(self.rows.values())
 
 
-def with_datetimes(table: str, rows: Sequence[Sequence[object]]) -> Iterator[tuple[object, ...]]:
-    """Rows with epoch-microsecond columns turned into naive UTC datetimes (vectorised).
-
-    The loading session runs with ``timezone = UTC``, so COPY reads them as UTC.
-    """
-    cols = TS_COLUMNS.get(table, ())
-    if not cols or not rows:
-        return iter([tuple(r) for r in rows])
-    columns = [list(c) for c in zip(*rows, strict=True)]
-    for c in cols:
-        values = columns[c]
-        arr = np.array([-(2**63) if v is None else v for v in values], dtype="int64")
-        columns[c] = arr.astype("datetime64[us]").astype(object).tolist()
-    return zip(*columns, strict=True)
-
-
 def progress_tuple(p: Progress) -> tuple[object, ...]:
     return (
         p.id,
@@ -240,24 +222,58 @@ def qualified(table: str) -> str:
     return f"vedfin_meta.{table}" if table == "seed_users" else f"app.{table}"
 
 
-def copy_rows(
-    cur: psycopg.Cursor, table: str, batches: Iterable[Sequence[Sequence[object]]], freeze: bool
+def encode_rows(table: str, rows: list[tuple[object, ...]]) -> bytes:
+    """Rows of ``table`` in COPY text format (timestamps from epoch microseconds, UTC)."""
+    return text_table(rows, TS_COLUMNS.get(table, ()))
+
+
+@dataclass
+class EncodedChunk:
+    """One chunk of generated rows, encoded for COPY (events binary, the other tables text)."""
+
+    events: bytes
+    n_events: int
+    users: int
+    tables: dict[str, bytes]
+    rows: dict[str, int]
+
+
+def encode_chunk(chunk: ChunkRows, *, changed: bool = False) -> EncodedChunk:
+    tables = chunk_tables(chunk)
+    if changed:
+        tables["progress_changed"] = [progress_tuple(p) for p in chunk.progress_changed]
+    return EncodedChunk(
+        encode_events(chunk.events, ALL_EVENT_NAMES, PROPS, people().devices.values),
+        chunk.n_events,
+        len(chunk.params),
+        {t: encode_rows(_shape(t), rows) for t, rows in tables.items()},
+        {t: len(rows) for t, rows in tables.items()},
+    )
+
+
+def _shape(table: str) -> str:
+    """The table whose columns a spool holds (changed progress rows are user_progress rows)."""
+    return "user_progress" if table == "progress_changed" else table
+
+
+def copy_text(
+    cur: psycopg.Cursor,
+    target: str,
+    columns: tuple[str, ...],
+    blocks: Iterable[bytes],
+    freeze: bool,
 ) -> None:
-    cols = ", ".join(COLUMNS[table])
+    """COPY text-format rows (in blocks of any size) into ``target``."""
     opts = " with (freeze)" if freeze else ""
-    with cur.copy(f"copy {qualified(table)} ({cols}) from stdin{opts}") as cp:
-        for rows in batches:
-            for row in with_datetimes(table, rows):
-                cp.write_row(row)
+    with cur.copy(f"copy {target} ({', '.join(columns)}) from stdin{opts}") as cp:
+        for block in blocks:
+            cp.write(block)
 
 
-def _read_spool(handle: IO[bytes]) -> Iterator[list[tuple[object, ...]]]:
-    handle.seek(0)
-    while True:
-        try:
-            yield pickle.load(handle)
-        except EOFError:
-            return
+def spooled(spool: IO[bytes]) -> Iterator[bytes]:
+    """A spool file's content from the start, in 1 MiB blocks."""
+    spool.seek(0)
+    yield from iter(lambda: spool.read(1 << 20), b"")
 
 
 def app_row_counts(conn: psycopg.Connection) -> dict[str, int]:
@@ -384,7 +400,7 @@ def load_fresh(
             saved = drop_structures(conn)
             cur = conn.cursor()
             for table, rows in reference_tables(cat).items():
-                copy_rows(cur, table, [rows], freeze=True)
+                copy_text(cur, qualified(table), COLUMNS[table], [encode_rows(table, rows)], True)
                 counts[table] = len(rows)
             cols = ", ".join(EVENT_COLUMNS)
             users_done = 0
@@ -393,22 +409,20 @@ def load_fresh(
                 writer=QueuedLibpqWriter(cur),
             ) as cp:
                 cp.write(HEADER)
-                for chunk in fresh_chunks(spec):
-                    cp.write(
-                        encode_events(chunk.events, ALL_EVENT_NAMES, PROPS, people().devices.values)
-                    )
-                    counts["behavior_logs"] += chunk.n_events
-                    for table, rows in chunk_tables(chunk).items():
-                        pickle.dump(rows, spools[table], protocol=pickle.HIGHEST_PROTOCOL)
-                        counts[table] += len(rows)
-                    users_done += len(chunk.users)
+                for enc in map(encode_chunk, fresh_chunks(spec)):
+                    cp.write(enc.events)
+                    counts["behavior_logs"] += enc.n_events
+                    for table, data in enc.tables.items():
+                        spools[table].write(data)
+                        counts[table] += enc.rows[table]
+                    users_done += enc.users
                     if on_progress:
                         on_progress(users_done, counts["behavior_logs"])
                 cp.write(TRAILER)
             mark = time.perf_counter()
             result.phases["generate + copy events"] = mark - started
             for table in SPOOLED:
-                copy_rows(cur, table, _read_spool(spools[table]), freeze=True)
+                copy_text(cur, qualified(table), COLUMNS[table], spooled(spools[table]), True)
             result.phases["copy other tables"] = time.perf_counter() - mark
             mark = time.perf_counter()
             restore_structures(conn, saved)
@@ -600,16 +614,13 @@ def load_append(
                 for chunk in append_chunks(
                     base, window, existing, first_new_id, counters, bad_events_rate
                 ):
-                    cp.write(
-                        encode_events(chunk.events, ALL_EVENT_NAMES, PROPS, people().devices.values)
-                    )
-                    counts["behavior_logs"] += chunk.n_events
-                    tables = chunk_tables(chunk)
-                    tables["progress_changed"] = [progress_tuple(p) for p in chunk.progress_changed]
-                    for table, rows in tables.items():
-                        pickle.dump(rows, spools[table], protocol=pickle.HIGHEST_PROTOCOL)
-                        counts[table] += len(rows)
-                    users_done += len(chunk.params)
+                    enc = encode_chunk(chunk, changed=True)
+                    cp.write(enc.events)
+                    counts["behavior_logs"] += enc.n_events
+                    for table, data in enc.tables.items():
+                        spools[table].write(data)
+                        counts[table] += enc.rows[table]
+                    users_done += enc.users
                     if on_progress:
                         on_progress(users_done, counts["behavior_logs"])
                 cp.write(TRAILER)
@@ -621,7 +632,7 @@ def load_append(
                 "buddy_groups",
                 "buddy_group_members",
             ):
-                copy_rows(cur, table, _read_spool(spools[table]), freeze=False)
+                copy_text(cur, qualified(table), COLUMNS[table], spooled(spools[table]), False)
             _upsert(cur, "user_progress", spools["progress_changed"], ("id",))
             _upsert(cur, "streaks", spools["streaks"], ("user_id",))
             _upsert(cur, "seed_users", spools["seed_users"], ("user_id",))
@@ -640,10 +651,7 @@ def _upsert(cur: psycopg.Cursor, table: str, spool: IO[bytes], key: tuple[str, .
     cols = COLUMNS[table]
     target = qualified(table)
     cur.execute(f"create temp table _up (like {target} including defaults) on commit drop")
-    with cur.copy(f"copy _up ({', '.join(cols)}) from stdin") as cp:
-        for rows in _read_spool(spool):
-            for row in with_datetimes(table, rows):
-                cp.write_row(row)
+    copy_text(cur, "_up", cols, spooled(spool), False)
     updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in key)
     cur.execute(
         f"insert into {target} ({', '.join(cols)}) select {', '.join(cols)} from _up "

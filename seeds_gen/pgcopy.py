@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -116,28 +117,39 @@ def encode_events(
     return b"".join(parts)
 
 
-def ts_text(values: Iterable[int | None]) -> list[str | None]:
-    """Epoch microseconds to timestamptz text, vectorised."""
-    vals = list(values)
-    mask = np.array([v is None for v in vals], dtype=bool)
-    arr = np.array([0 if v is None else v for v in vals], dtype="int64").astype("datetime64[us]")
-    text = np.datetime_as_string(arr)
-    return [None if m else f"{t}+00" for t, m in zip(text.tolist(), mask.tolist(), strict=True)]
+def ts_text(values: Sequence[int | None]) -> list[str | None]:
+    """Epoch microseconds (UTC) to timestamptz text, vectorised; None stays None."""
+    mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+    arr = np.fromiter((0 if v is None else v for v in values), dtype=np.int64, count=len(values))
+    text = np.datetime_as_string(arr.astype("datetime64[us]")).tolist()
+    return [None if m else f"{t}+00" for t, m in zip(text, mask.tolist(), strict=True)]
 
 
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def text_rows(rows: Iterable[Sequence[object]]) -> str:
-    """Rows in COPY text format (NULL as \\N)."""
-    out = []
-    for row in rows:
-        out.append(
-            "\t".join(
-                "\\N"
-                if v is None
-                else (str(v).translate(_ESCAPES) if isinstance(v, str) else str(v))
-                for v in row
-            )
-        )
-    return "\n".join(out) + ("\n" if out else "")
+def _column(values: Sequence[object]) -> list[str]:
+    """One column's values as COPY text (columns are of one type, so decide once)."""
+    sample = next((v for v in values if v is not None), None)
+    if isinstance(sample, str):
+        texts = cast(Sequence[str | None], values)
+        if any(ch in "".join(v for v in texts if v is not None) for ch in "\\\t\n\r"):
+            return [NULL if v is None else v.translate(_ESCAPES) for v in texts]
+        return [NULL if v is None else v for v in texts]
+    if isinstance(sample, bool):
+        return [NULL if v is None else ("t" if v else "f") for v in values]
+    return [NULL if v is None else str(v) for v in values]
+
+
+NULL = "\\N"
+
+
+def text_table(rows: Sequence[Sequence[object]], ts_columns: Iterable[int] = ()) -> bytes:
+    """Rows in COPY text format (NULL as \\N); ``ts_columns`` hold epoch microseconds."""
+    if not rows:
+        return b""
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True))
+    for c in ts_columns:
+        columns[c] = ts_text(columns[c])  # type: ignore[arg-type]
+    lines = map("\t".join, zip(*map(_column, columns), strict=True))
+    return ("\n".join(lines) + "\n").encode()

@@ -305,3 +305,28 @@ def test_append_days_extends_the_same_story(fresh_db: str) -> None:
         assert conn.execute(
             "select max((occurred_at at time zone 'Asia/Ho_Chi_Minh')::date) from app.behavior_logs"
         ).fetchone() == (date(2026, 11, 27),)
+
+
+def test_copy_text_encoding_round_trips_through_postgres(fresh_db: str) -> None:
+    """The text COPY encoder of the non-event tables: escapes, NULLs, booleans, timestamps."""
+    from seeds_gen.pgcopy import text_table
+
+    rows = [
+        (1, "Nguyễn\tVăn\\An\nB\r", None, True, 12.5, 1_763_640_000_123_456),
+        (2, "Trần Thị Bình", 3, False, None, None),
+    ]
+    data = text_table(rows, ts_columns=(5,))
+    assert data.count(b"\n") == 2 and b"\\N" in data
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("set timezone = 'UTC'")
+        conn.execute(
+            "create temp table t (id bigint, name text, n int, ok boolean, pct numeric(5, 2), "
+            "at timestamptz)"
+        )
+        with conn.cursor().copy("copy t from stdin") as cp:
+            cp.write(data)
+        got = conn.execute(
+            "select id, name, n, ok, pct::float8, "
+            "(extract(epoch from at) * 1e6)::bigint from t order by id"
+        ).fetchall()
+    assert got == rows
