@@ -330,3 +330,18 @@ def test_copy_text_encoding_round_trips_through_postgres(fresh_db: str) -> None:
             "(extract(epoch from at) * 1e6)::bigint from t order by id"
         ).fetchall()
     assert got == rows
+
+
+def test_bench_postgres_alone_reloads_the_same_events_and_cleans_up(fresh_db: str) -> None:
+    """The benchmark's ceiling: PostgreSQL re-loading the very events (with their indexes)."""
+    from seeds_gen.bench import postgres_alone
+
+    load_fresh(fresh_db, make_spec("test", end_date=END))
+    seconds, rows = postgres_alone(fresh_db)
+    with psycopg.connect(fresh_db) as conn:
+        events = conn.execute("select count(*) from app.behavior_logs").fetchone()
+        leftover = conn.execute(
+            "select count(*) from pg_namespace where nspname = 'bench_alone'"
+        ).fetchone()
+    assert events is not None and rows == events[0] > 0
+    assert seconds > 0 and leftover == (0,)
