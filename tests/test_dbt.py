@@ -177,8 +177,18 @@ def test_dim_users_and_leaderboard_carry_no_pii(built_db: str) -> None:
         assert leaks == (0,)
 
 
-def test_incremental_equals_full_refresh_after_append(settings: Settings) -> None:
-    url = _db(settings, "vedfin_dbt_incremental")
+@pytest.mark.parametrize(
+    ("append_days", "new_as_of"),
+    [
+        (2, "2026-11-22"),  # the next daily run, within the lookback window
+        (6, "2026-11-26"),  # runs missed for longer than lookback_days (3): no date skipped
+    ],
+    ids=["next-run", "missed-runs"],
+)
+def test_incremental_equals_full_refresh_after_append(
+    settings: Settings, append_days: int, new_as_of: str
+) -> None:
+    url = _db(settings, f"vedfin_dbt_incremental_{append_days}")
     _cli_ok(
         "seed",
         "--scenario",
@@ -191,8 +201,7 @@ def test_incremental_equals_full_refresh_after_append(settings: Settings) -> Non
         url=url,
     )
     _cli_ok("build", "--as-of", END.isoformat(), url=url)
-    _cli_ok("seed", "--append-days", "2", "--bad-events", "0.02", "-q", url=url)
-    new_as_of = "2026-11-22"
+    _cli_ok("seed", "--append-days", str(append_days), "--bad-events", "0.02", "-q", url=url)
     out = _cli_ok("build", "--as-of", new_as_of, url=url)
     assert "full refresh" not in out  # this one really was incremental
     tables = [("marts", m) for m in MARTS] + [("intermediate", t) for t in INCREMENTAL]

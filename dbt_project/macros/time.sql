@@ -47,3 +47,19 @@ cast(date_trunc('week', {{ date_expr }}) as date)
 {% macro incremental_start_date() -%}
 (date '{{ as_of_date_value() }}' - {{ var("lookback_days") }})
 {%- endmacro %}
+
+{#- The first local date an incremental run recomputes: lookback_days before as_of_date, or
+    lookback_days before the last date the previous run covered when that is earlier (the
+    runs in between were missed, or as_of_date jumped ahead), so no date is skipped.
+    last_date_sql: a scalar query on {{ this }} for the last date it covers (null: empty). -#}
+{% macro incremental_window_start_date(last_date_sql) -%}
+least(
+    {{ incremental_start_date() }},
+    coalesce(({{ last_date_sql }}) - {{ var("lookback_days") }}, {{ incremental_start_date() }})
+)
+{%- endmacro %}
+
+{#- The same, as the instant of that local midnight. -#}
+{% macro incremental_window_start(last_date_sql) -%}
+(({{ incremental_window_start_date(last_date_sql) }})::timestamp at time zone {{ reporting_tz() }})
+{%- endmacro %}

@@ -17,15 +17,23 @@
     unknown_user, unknown_event_type, future_timestamp, before_signup, duplicate.
 
     Incremental runs reclassify the events of the lookback window (local dates from
-    as_of_date - lookback_days) and every event that arrived since the last run; the
-    duplicate check sees all raw events sharing (user_id, occurred_at) with those, so
-    a late copy of an old event is still caught.
+    as_of_date - lookback_days, or from lookback_days before the last date the previous
+    run classified when runs were missed) and every event that arrived since the last
+    run; the duplicate check sees all raw events sharing (user_id, occurred_at) with
+    those, so a late copy of an old event is still caught. Events that were in the future
+    at the last run fall inside that window, so they count once their date has come.
 -#}
 
 {#- stg_app__behavior_logs is referenced directly (not through a CTE used several times,
     which PostgreSQL would materialise in full). -#}
 with
 {% if is_incremental() %}
+bounds as (
+    select {{ incremental_window_start(
+        "select max(local_date) from " ~ this ~ " where reason <> 'future_timestamp'"
+    ) }} as window_start
+),
+
 arrived as (
     select event_id, user_id, occurred_at
     from {{ ref('stg_app__behavior_logs') }}
@@ -34,7 +42,7 @@ arrived as (
 
 candidates as (
     select * from {{ ref('stg_app__behavior_logs') }}
-    where occurred_at >= {{ incremental_start() }}
+    where occurred_at >= (select window_start from bounds)
         or event_id in (select event_id from arrived)
         or (user_id, occurred_at) in (select user_id, occurred_at from arrived)
 ),
@@ -90,6 +98,6 @@ select
     reason = 'valid' as is_valid
 from classified
 {% if is_incremental() %}
-where occurred_at >= {{ incremental_start() }}
+where occurred_at >= (select window_start from bounds)
     or event_id in (select event_id from arrived)
 {% endif %}

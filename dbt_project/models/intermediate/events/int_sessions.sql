@@ -12,7 +12,8 @@
     valid event is more than session_gap_minutes (30): a gap of exactly 30 minutes stays
     in the same session. Session length = last event - first event.
     Incremental runs recompute, from their whole history, the users with a valid event
-    in the lookback window (unique_key user_id: all their sessions are replaced).
+    in the lookback window, reaching back to before the last session already here when
+    runs were missed (unique_key user_id: all their sessions are replaced).
 -#}
 
 with events as (
@@ -20,7 +21,9 @@ with events as (
     {% if is_incremental() %}
     where user_id in (
         select distinct user_id from {{ ref('int_events_valid') }}
-        where local_date >= {{ incremental_start_date() }}
+        where local_date >= {{ incremental_window_start_date(
+            "select " ~ local_date("max(session_end)") ~ " from " ~ this
+        ) }}
     )
     {% endif %}
 ),

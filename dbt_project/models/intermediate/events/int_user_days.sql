@@ -12,14 +12,15 @@
 }}
 {#-
     One row per (user, local date) with at least one valid event: the user was active.
-    Incremental runs replace whole dates from the start of the lookback window
-    (unique_key activity_date: every row of a recomputed date is replaced).
+    Incremental runs replace whole dates from the start of the lookback window, reaching
+    back to before the last date already here when runs were missed (unique_key
+    activity_date: every row of a recomputed date is replaced).
 -#}
 
 with events as (
     select * from {{ ref('int_events_valid') }}
     {% if is_incremental() %}
-    where local_date >= {{ incremental_start_date() }}
+    where local_date >= {{ incremental_window_start_date("select max(activity_date) from " ~ this) }}
     {% endif %}
 )
 

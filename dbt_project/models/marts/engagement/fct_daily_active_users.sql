@@ -13,13 +13,17 @@
     wau counts distinct users active in [d-6, d], mau in [d-29, d]: each active day a of a
     user covers the dates a .. min(next active day - 1, a + 6 or 29), so coverage is a
     running sum of +1/-1 marks (one pass, no date x user join).
-    Incremental runs recompute the dates of the lookback window.
+    Incremental runs recompute the dates of the lookback window, reaching back to before
+    the last date already here when runs were missed, so every date is present.
 -#}
 
 with bounds as (
     select
         {% if is_incremental() %}
-        greatest(min(signup_date), {{ incremental_start_date() }}) as first_date,
+        greatest(
+            min(signup_date),
+            {{ incremental_window_start_date("select max(activity_date) from " ~ this) }}
+        ) as first_date,
         {% else %}
         min(signup_date) as first_date,
         {% endif %}

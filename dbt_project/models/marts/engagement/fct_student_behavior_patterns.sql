@@ -17,7 +17,8 @@
     Ties: preferred_hour takes the earliest hour, preferred_day_of_week the lowest ISO day,
     favorite_category the alphabetically first category.
     Incremental runs recompute, from their whole history, the users with a valid event
-    or a lesson started or completed in the lookback window; the post-hook then moves
+    or a lesson started or completed in the lookback window (reaching back to before the
+    last active date already here when runs were missed); the post-hook then moves
     everyone's days_since_last_active to the new as_of_date.
 -#}
 
@@ -26,12 +27,14 @@ with users as (
 ),
 
 {% if is_incremental() %}
+{%- set last_covered = "select max(last_active_date) from " ~ this %}
 touched as (
     select user_id from {{ ref('int_user_days') }}
-    where activity_date >= {{ incremental_start_date() }}
+    where activity_date >= {{ incremental_window_start_date(last_covered) }}
     union
     select user_id from {{ ref('stg_app__user_progress') }}
-    where updated_at >= {{ incremental_start() }} or started_at >= {{ incremental_start() }}
+    where updated_at >= {{ incremental_window_start(last_covered) }}
+        or started_at >= {{ incremental_window_start(last_covered) }}
 ),
 {% endif %}
 
