@@ -225,3 +225,22 @@ def test_incremental_equals_full_refresh_after_append(
             ).fetchone()
             assert diff is not None and diff[0] == 0 and diff[1] == 0, (table, diff)
             assert diff[2] > 0, table
+
+
+def test_an_earlier_as_of_date_rebuilds_in_full(settings: Settings) -> None:
+    """Incremental models only move forward: a build for an earlier as-of is a full refresh."""
+    url = _db(settings, "vedfin_dbt_as_of_back")
+    _cli_ok("seed", "--scenario", "test", "--end-date", END.isoformat(), "-q", url=url)
+    _cli_ok("build", "--as-of", END.isoformat(), url=url)
+    out = _cli_ok("build", "--as-of", "2026-11-15", url=url)
+    assert "as-of 2026-11-15 is before the last build's (2026-11-20): full refresh" in out
+    with psycopg.connect(url) as conn:
+        last = conn.execute(
+            "select max(activity_date) from marts.fct_daily_active_users"
+        ).fetchone()
+        later = conn.execute(
+            "select count(*) from intermediate.int_user_days where activity_date > '2026-11-15'"
+        ).fetchone()
+    assert last == (date(2026, 11, 15),) and later == (0,)
+    out = _cli_ok("build", "--as-of", "2026-11-16", url=url)
+    assert "full refresh" not in out

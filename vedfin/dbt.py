@@ -6,11 +6,14 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from vedfin.config import DBT_PROFILES_DIR, DBT_PROJECT_DIR, Settings, env_exports
 from vedfin.errors import VedfinError
+
+REPORTING_TZ = "Asia/Ho_Chi_Minh"  # dbt var reporting_tz
 
 
 def dbt_executable() -> str:
@@ -64,26 +67,43 @@ def latest_fresh_run(url: str) -> int | None:
     return None if row is None else row[0]
 
 
-def regenerated_since_last_build(url: str) -> bool:
-    """True when `vedfin seed` replaced the raw data after the last recorded build."""
+def today_local() -> date:
+    """Today in the reporting timezone: the as-of date when none is given."""
+    return datetime.now(ZoneInfo(REPORTING_TZ)).date()
+
+
+def full_refresh_reason(url: str, as_of: date) -> str | None:
+    """Why a build at ``as_of`` must rebuild the incremental models in full, or None.
+
+    - the raw data was regenerated (`vedfin seed` without --append-days) since the
+      last recorded build: ids start again, old rows would linger;
+    - ``as_of`` is before the last build's: incremental models only move forward.
+    """
     from vedfin.db import connect
 
     fresh = latest_fresh_run(url)
     with connect(url) as conn:
-        row = conn.execute("select fresh_run_id from vedfin_meta.build_state").fetchone()
-    return fresh is not None and (row is None or row[0] != fresh)
+        row = conn.execute(
+            "select fresh_run_id, as_of_date from vedfin_meta.build_state"
+        ).fetchone()
+    if fresh is not None and (row is None or row[0] != fresh):
+        return "the raw data was regenerated since the last build"
+    if row is not None and row[1] is not None and as_of < row[1]:
+        return f"as-of {as_of} is before the last build's ({row[1]})"
+    return None
 
 
-def record_build(url: str) -> None:
+def record_build(url: str, as_of: date) -> None:
     from vedfin.db import connect
 
     fresh = latest_fresh_run(url)
     with connect(url) as conn:
         conn.execute(
-            """insert into vedfin_meta.build_state (id, fresh_run_id) values (true, %s)
+            """insert into vedfin_meta.build_state (id, fresh_run_id, as_of_date)
+               values (true, %s, %s)
                on conflict (id) do update set fresh_run_id = excluded.fresh_run_id,
-               built_at = now()""",
-            (fresh,),
+               as_of_date = excluded.as_of_date, built_at = now()""",
+            (fresh, as_of),
         )
         conn.commit()
 
@@ -102,11 +122,10 @@ def build(
     from vedfin.db import check_schema
 
     check_schema(settings.database_url)
-    if not full_refresh and regenerated_since_last_build(settings.database_url):
-        print(
-            "vedfin: the raw data was regenerated since the last build: full refresh",
-            file=sys.stderr,
-        )
+    as_of = as_of or today_local()
+    reason = None if full_refresh else full_refresh_reason(settings.database_url, as_of)
+    if reason:
+        print(f"vedfin: {reason}: full refresh", file=sys.stderr)
         full_refresh = True
     args: list[str] = []
     if full_refresh:
@@ -125,5 +144,5 @@ def build(
             f"{DBT_PROJECT_DIR / 'logs' / 'dbt.log'}{tail}"
         )
     if not select and not exclude:
-        record_build(settings.database_url)
+        record_build(settings.database_url, as_of)
     return result

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from orchestration.dbt.project import dbt_project
 from orchestration.resources import WarehouseResource, platform_settings
-from vedfin.dbt import dbt_executable, dbt_vars, record_build, regenerated_since_last_build
+from vedfin.dbt import dbt_executable, dbt_vars, full_refresh_reason, record_build, today_local
 
 LAYERS = ("staging", "intermediate", "marts")
 
@@ -52,7 +52,8 @@ class DbtBuildConfig(dg.Config):  # type: ignore[misc]
     )
     full_refresh: bool = Field(
         default=False,
-        description="Rebuild incremental models from scratch (automatic after a fresh seed).",
+        description="Rebuild incremental models from scratch (automatic after a fresh seed "
+        "and for an as-of date before the last build's).",
     )
 
 
@@ -80,16 +81,16 @@ def dbt_models(
 ) -> Iterator[Any]:
     platform_settings()  # export DATABASE_URL / PG* for dbt's profiles
     url = warehouse.url()
-    args = ["build", "--vars", dbt_vars(config_date(config.as_of, "as_of"))]
-    full_refresh = config.full_refresh
-    if not full_refresh and regenerated_since_last_build(url):
-        context.log.info("the raw data was regenerated since the last build: --full-refresh")
-        full_refresh = True
-    if full_refresh:
+    as_of = config_date(config.as_of, "as_of") or today_local()
+    args = ["build", "--vars", dbt_vars(as_of)]
+    reason = None if config.full_refresh else full_refresh_reason(url, as_of)
+    if reason:
+        context.log.info(f"{reason}: --full-refresh")
+    if config.full_refresh or reason:
         args.append("--full-refresh")
     yield from dbt.cli(args, context=context).stream()
     if not context.is_subset:
-        record_build(url)
+        record_build(url, as_of)
 
 
 @cache
