@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -276,6 +276,37 @@ def spooled(spool: IO[bytes]) -> Iterator[bytes]:
     yield from iter(lambda: spool.read(1 << 20), b"")
 
 
+def copy_chunks(
+    cur: psycopg.Cursor,
+    chunks: Iterable[EncodedChunk],
+    spools: Mapping[str, IO[bytes]],
+    counts: dict[str, int],
+    on_progress: ProgressFn | None,
+    *,
+    freeze: bool,
+) -> None:
+    """Stream the chunks' events into app.behavior_logs (one binary COPY, written by a
+    background thread while the next chunk is generated) and spool their other rows."""
+    cols = ", ".join(EVENT_COLUMNS)
+    opts = "format binary, freeze" if freeze else "format binary"
+    users_done = 0
+    with cur.copy(
+        f"copy app.behavior_logs ({cols}) from stdin with ({opts})",
+        writer=QueuedLibpqWriter(cur),
+    ) as cp:
+        cp.write(HEADER)
+        for enc in chunks:
+            cp.write(enc.events)
+            counts["behavior_logs"] += enc.n_events
+            for table, data in enc.tables.items():
+                spools[table].write(data)
+                counts[table] += enc.rows[table]
+            users_done += enc.users
+            if on_progress:
+                on_progress(users_done, counts["behavior_logs"])
+        cp.write(TRAILER)
+
+
 def app_row_counts(conn: psycopg.Connection) -> dict[str, int]:
     return {
         t: conn.execute(f"select count(*) from app.{t}").fetchone()[0]  # type: ignore[index]
@@ -402,23 +433,9 @@ def load_fresh(
             for table, rows in reference_tables(cat).items():
                 copy_text(cur, qualified(table), COLUMNS[table], [encode_rows(table, rows)], True)
                 counts[table] = len(rows)
-            cols = ", ".join(EVENT_COLUMNS)
-            users_done = 0
-            with cur.copy(
-                f"copy app.behavior_logs ({cols}) from stdin with (format binary, freeze)",
-                writer=QueuedLibpqWriter(cur),
-            ) as cp:
-                cp.write(HEADER)
-                for enc in map(encode_chunk, fresh_chunks(spec)):
-                    cp.write(enc.events)
-                    counts["behavior_logs"] += enc.n_events
-                    for table, data in enc.tables.items():
-                        spools[table].write(data)
-                        counts[table] += enc.rows[table]
-                    users_done += enc.users
-                    if on_progress:
-                        on_progress(users_done, counts["behavior_logs"])
-                cp.write(TRAILER)
+            copy_chunks(
+                cur, map(encode_chunk, fresh_chunks(spec)), spools, counts, on_progress, freeze=True
+            )
             mark = time.perf_counter()
             result.phases["generate + copy events"] = mark - started
             for table in SPOOLED:
@@ -604,26 +621,9 @@ def load_append(
             existing = load_existing(conn, cat)
             counters, first_new_id = _next_ids(conn)
             cur = conn.cursor()
-            cols = ", ".join(EVENT_COLUMNS)
-            users_done = 0
-            with cur.copy(
-                f"copy app.behavior_logs ({cols}) from stdin with (format binary)",
-                writer=QueuedLibpqWriter(cur),
-            ) as cp:
-                cp.write(HEADER)
-                for chunk in append_chunks(
-                    base, window, existing, first_new_id, counters, bad_events_rate
-                ):
-                    enc = encode_chunk(chunk, changed=True)
-                    cp.write(enc.events)
-                    counts["behavior_logs"] += enc.n_events
-                    for table, data in enc.tables.items():
-                        spools[table].write(data)
-                        counts[table] += enc.rows[table]
-                    users_done += enc.users
-                    if on_progress:
-                        on_progress(users_done, counts["behavior_logs"])
-                cp.write(TRAILER)
+            chunks = append_chunks(base, window, existing, first_new_id, counters, bad_events_rate)
+            encoded = (encode_chunk(chunk, changed=True) for chunk in chunks)
+            copy_chunks(cur, encoded, spools, counts, on_progress, freeze=False)
             for table in (
                 "users",
                 "enrollments",
