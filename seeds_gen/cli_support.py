@@ -75,9 +75,18 @@ def run_seed(
             elapsed = progress.tasks[task].elapsed or 1e-9
             progress.update(task, completed=done, events=events, rate=events / elapsed)
 
+        def phase(name: str) -> None:
+            progress.update(task, description=name)
+
         if append_days is None:
             result = load_fresh(
-                url, spec, target=target, reset=reset, force=force, on_progress=update
+                url,
+                spec,
+                target=target,
+                reset=reset,
+                force=force,
+                on_progress=update,
+                on_phase=phase,
             )
         else:
             result = load_append(

@@ -10,6 +10,7 @@ back and the previous data is untouched.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -377,8 +378,18 @@ def drop_structures(conn: psycopg.Connection) -> list[tuple[int, str]]:
     return saved
 
 
-def restore_structures(conn: psycopg.Connection, saved: list[tuple[int, str]]) -> None:
-    for _order, statement in sorted(saved, key=lambda s: s[0]):
+_STRUCTURE_NAME = re.compile(r'add constraint "([^"]+)"|CREATE (?:UNIQUE )?INDEX (\S+) ON')
+
+
+def restore_structures(
+    conn: psycopg.Connection, saved: list[tuple[int, str]], on_phase: PhaseFn | None = None
+) -> None:
+    ordered = sorted(saved, key=lambda s: s[0])
+    for i, (_order, statement) in enumerate(ordered, 1):
+        if on_phase:
+            found = _STRUCTURE_NAME.search(statement)
+            name = next(g for g in found.groups() if g) if found else "?"
+            on_phase(f"keys and indexes {i}/{len(ordered)}: {name}")
         conn.execute(statement)
 
 
@@ -400,6 +411,7 @@ def reset_sequences(conn: psycopg.Connection) -> None:
 
 
 ProgressFn = Callable[[int, int], None]  # (users done, events written)
+PhaseFn = Callable[[str], None]  # what the load is doing now, after the generation
 
 
 def load_fresh(
@@ -410,8 +422,13 @@ def load_fresh(
     reset: bool = False,
     force: bool = False,
     on_progress: ProgressFn | None = None,
+    on_phase: PhaseFn | None = None,
 ) -> LoadResult:
-    """Generate ``spec`` and load it in one transaction; the old data survives any failure."""
+    """Generate ``spec`` and load it in one transaction; the old data survives any failure.
+
+    ``on_progress`` follows the generation chunk by chunk; ``on_phase`` names each step
+    after it (the other tables, every key and index, ANALYZE), which can take seconds.
+    """
     init_db(url)
     started = time.perf_counter()
     result = LoadResult("fresh", spec)
@@ -438,17 +455,21 @@ def load_fresh(
             )
             mark = time.perf_counter()
             result.phases["generate + copy events"] = mark - started
+            if on_phase:
+                on_phase("copying the other tables")
             for table in SPOOLED:
                 copy_text(cur, qualified(table), COLUMNS[table], spooled(spools[table]), True)
             result.phases["copy other tables"] = time.perf_counter() - mark
             mark = time.perf_counter()
-            restore_structures(conn, saved)
+            restore_structures(conn, saved, on_phase)
             reset_sequences(conn)
             result.phases["keys and indexes"] = time.perf_counter() - mark
             result.seconds = time.perf_counter() - started
             result.rows = {t: counts[t] for t in APP_TABLES}
             record_run(conn, "fresh", spec, result)
         mark = time.perf_counter()
+        if on_phase:
+            on_phase("ANALYZE and commit")
         for table in APP_TABLES:
             conn.execute(f"analyze app.{table}")
         conn.commit()

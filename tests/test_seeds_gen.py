@@ -345,3 +345,23 @@ def test_bench_postgres_alone_reloads_the_same_events_and_cleans_up(fresh_db: st
         ).fetchone()
     assert events is not None and rows == events[0] > 0
     assert seconds > 0 and leftover == (0,)
+
+
+def test_a_fresh_load_names_each_step_after_the_generation(fresh_db: str) -> None:
+    """The steps after the progress bar (other tables, each key and index, ANALYZE) are named."""
+    steps: list[str] = []
+    load_fresh(fresh_db, make_spec("test", end_date=END), on_phase=steps.append)
+    assert steps[0] == "copying the other tables" and steps[-1] == "ANALYZE and commit"
+    keys = [s for s in steps if s.startswith("keys and indexes ")]
+    with psycopg.connect(fresh_db) as conn:
+        n_indexes = conn.execute(
+            "select count(*) from pg_indexes where schemaname = 'app'"
+        ).fetchone()
+        n_fkeys = conn.execute(
+            "select count(*) from pg_constraint c join pg_namespace n on n.oid = c.connamespace "
+            "where n.nspname = 'app' and c.contype = 'f'"
+        ).fetchone()
+    assert n_indexes is not None and n_fkeys is not None
+    assert len(keys) == n_indexes[0] + n_fkeys[0]
+    assert keys[0].startswith(f"keys and indexes 1/{len(keys)}: ")
+    assert any(s.endswith(": behavior_logs_event_type_user_idx") for s in keys)

@@ -87,7 +87,16 @@ def generate_app_data(
             )
             reset = config.replace_generated and _generated_before(url)
             context.log.info(f"generating {spec.scenario}: {spec.users} users, {spec.days} days")
-            result = load_fresh(url, spec, target=target, reset=reset, force=config.force)
+            result = load_fresh(
+                url,
+                spec,
+                target=target,
+                reset=reset,
+                force=config.force,
+                on_phase=lambda step: (
+                    context.log.debug if step.startswith("keys") else context.log.info
+                )(f"load: {step}"),
+            )
         else:
             days = config.append_days
             if days <= 0:  # catch up to today
