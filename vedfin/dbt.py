@@ -6,14 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from vedfin.config import DBT_PROFILES_DIR, DBT_PROJECT_DIR, Settings, env_exports
 from vedfin.errors import VedfinError
-
-REPORTING_TZ = "Asia/Ho_Chi_Minh"  # dbt var reporting_tz
 
 
 def dbt_executable() -> str:
@@ -67,11 +64,6 @@ def latest_fresh_run(url: str) -> int | None:
     return None if row is None else row[0]
 
 
-def today_local() -> date:
-    """Today in the reporting timezone: the as-of date when none is given."""
-    return datetime.now(ZoneInfo(REPORTING_TZ)).date()
-
-
 def full_refresh_reason(url: str, as_of: date) -> str | None:
     """Why a build at ``as_of`` must rebuild the incremental models in full, or None.
 
@@ -119,6 +111,7 @@ def build(
     capture: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """`dbt build`; a full refresh when asked, or when the raw data was regenerated."""
+    from seeds_gen.scenarios import today_local
     from vedfin.db import check_schema
 
     check_schema(settings.database_url)

@@ -39,11 +39,6 @@ cast({{ local_ts(column) }} as date)
 cast(date_trunc('week', {{ date_expr }}) as date)
 {%- endmacro %}
 
-{#- Local midnight starting the incremental window, as an instant. -#}
-{% macro incremental_start() -%}
-((date '{{ as_of_date_value() }}' - {{ var("lookback_days") }})::timestamp at time zone {{ reporting_tz() }})
-{%- endmacro %}
-
 {% macro incremental_start_date() -%}
 (date '{{ as_of_date_value() }}' - {{ var("lookback_days") }})
 {%- endmacro %}

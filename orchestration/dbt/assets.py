@@ -17,7 +17,8 @@ from pydantic import Field
 
 from orchestration.dbt.project import dbt_project
 from orchestration.resources import WarehouseResource, platform_settings
-from vedfin.dbt import dbt_executable, dbt_vars, full_refresh_reason, record_build, today_local
+from seeds_gen.scenarios import today_local
+from vedfin.dbt import dbt_executable, dbt_vars, full_refresh_reason, record_build
 
 LAYERS = ("staging", "intermediate", "marts")
 
