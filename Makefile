@@ -56,9 +56,10 @@ ui: install ## Dagster UI + daemon (dagster dev) on http://127.0.0.1:3000, senso
 	@$(VEDFIN) parse
 	@$(WITH_ENV) exec $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(or $(PORT),3000)
 
-test-tools: ## Debian chromium, chromium-driver (UI test) and docker-compose (compose file check)
+test-tools: ## Debian chromium, chromium-driver (UI test), docker-compose (compose check), postgresql-15 (dbt suite on 15)
 	@missing=""; \
 	{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || missing="chromium chromium-driver"; \
+	[ -n "$$TEST_DATABASE_URLS" ] || [ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
 	{ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } || \
 	  missing="$$missing docker-compose"; \
 	[ -z "$$missing" ] && exit 0; \

@@ -98,7 +98,8 @@ def add_bad_events(
     m = cls == 2
     after = local_midnight_us(spec.end_date) + DAY_US
     bad["ts"][m] = after + rng.integers(0, 3 * DAY_US, int(m.sum()))
-    bad["ingested"][m] = bad["ts"][m]
+    # (a device clock ahead: the platform receives it when the picked event arrived, so
+    # ingested stays that event's; the same for the events dated before signup below)
     # 4. before_signup: a page view before the user existed
     m = cls == 3
     pos = np.searchsorted(ids, bad["user"][m])
@@ -107,7 +108,6 @@ def add_bad_events(
     bad["course"][m] = -1
     bad["lesson"][m] = -1
     bad["prop"][m] = -1
-    bad["ingested"][m] = bad["ts"][m] + HOUR_US
     # 5. duplicate: the very same event logged twice (kept as picked)
     n_bad = len(cls)
     bad["id"] = np.arange(counters.event, counters.event + n_bad, dtype=np.int64)

@@ -119,3 +119,49 @@ def run_cli(
 
 
 ROOT: Path = PROJECT_ROOT
+
+
+def _must_not_skip() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def server_params() -> list[str]:
+    """The servers the dbt suite runs on: TEST_DATABASE_URLS, or the resolved one and a 15."""
+    urls = [u.strip() for u in os.environ.get("TEST_DATABASE_URLS", "").split(",") if u.strip()]
+    return [f"url{i}" for i in range(len(urls))] if urls else ["resolved", "pg15"]
+
+
+@pytest.fixture(scope="session")
+def pg15_server() -> Iterator[object]:
+    """A throwaway PostgreSQL 15 cluster (tests/pg_servers.py), or a skip saying why."""
+    from tests.pg_servers import pg15_bindir, start_throwaway_cluster
+
+    bindir = pg15_bindir()
+    if bindir is None:
+        reason = (
+            "no PostgreSQL 15 binaries (/usr/lib/postgresql/15/bin): `make test-tools` installs "
+            "Debian's postgresql-15 as root, or set TEST_DATABASE_URLS"
+        )
+        if _must_not_skip():
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    server = start_throwaway_cluster(bindir)
+    try:
+        yield server
+    finally:
+        assert server.stop is not None
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=server_params())
+def pg_server(request: pytest.FixtureRequest, settings: Settings) -> object:
+    """One server of the matrix (tests/pg_servers.py): a module runs once per server."""
+    from tests.pg_servers import Server
+
+    name = request.param
+    if name == "resolved":
+        return Server("resolved", settings.database_url)
+    if name == "pg15":
+        return request.getfixturevalue("pg15_server")
+    urls = [u.strip() for u in os.environ["TEST_DATABASE_URLS"].split(",") if u.strip()]
+    return Server(name, urls[int(name.removeprefix("url"))])

@@ -1,4 +1,8 @@
-"""The dbt project on real data: builds green, grants hold, incremental equals full refresh."""
+"""The dbt project on real data: builds green, grants hold, incremental equals full refresh.
+
+Every test here runs once per server of the matrix (``pg_server`` in conftest.py): the
+resolved server (the embedded PostgreSQL 18 by default) and a throwaway PostgreSQL 15.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,19 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import _recreate_database, run_cli
+from tests.conftest import ROOT, _recreate_database, run_cli
+from tests.pg_servers import Server
 from tests.test_seeds_gen import REASONS_SQL
 from vedfin.bench_build import MARTS
-from vedfin.config import Settings, with_database
+from vedfin.config import with_database
 
 END = date(2026, 11, 20)
 INCREMENTAL = ("int_behavior_logs_classified", "int_user_days", "int_sessions")
 
 
-def _db(settings: Settings, name: str) -> str:
-    _recreate_database(settings.database_url, name)
-    return with_database(settings.database_url, name)
+def _db(server: Server, name: str) -> str:
+    _recreate_database(server.admin_url, name)
+    return with_database(server.admin_url, name)
 
 
 def _cli_ok(*args: str, url: str) -> str:
@@ -29,9 +34,9 @@ def _cli_ok(*args: str, url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def built_db(settings: Settings) -> str:
+def built_db(pg_server: Server) -> str:
     """The test scenario, seeded and built through `vedfin build` with the test target."""
-    url = _db(settings, "vedfin_dbt_built")
+    url = _db(pg_server, "vedfin_dbt_built")
     _cli_ok(
         "seed",
         "--scenario",
@@ -126,7 +131,7 @@ def test_dau_matches_an_independent_count_from_raw(built_db: str) -> None:
     assert mismatches == (0,)
 
 
-def test_bi_reader_reads_marts_and_nothing_else(built_db: str, settings: Settings) -> None:
+def test_bi_reader_reads_marts_and_nothing_else(built_db: str) -> None:
     with psycopg.connect(built_db, autocommit=True) as admin:
         admin.execute("drop role if exists vedfin_bi_login")
         admin.execute("create role vedfin_bi_login login password 'bi-test-only' in role bi_reader")
@@ -134,12 +139,12 @@ def test_bi_reader_reads_marts_and_nothing_else(built_db: str, settings: Setting
             "select rolcanlogin from pg_roles where rolname = 'bi_reader'"
         ).fetchone()
         assert login == (False,)  # bi_reader itself cannot log in
-    params = settings.pg_params
+    params = psycopg.conninfo.conninfo_to_dict(built_db)
     try:
         with psycopg.connect(
             host=params.get("host"),
             port=params.get("port"),
-            dbname=psycopg.conninfo.conninfo_to_dict(built_db)["dbname"],
+            dbname=params["dbname"],
             user="vedfin_bi_login",
             password="bi-test-only",
             autocommit=True,
@@ -186,9 +191,9 @@ def test_dim_users_and_leaderboard_carry_no_pii(built_db: str) -> None:
     ids=["next-run", "missed-runs"],
 )
 def test_incremental_equals_full_refresh_after_append(
-    settings: Settings, append_days: int, new_as_of: str
+    pg_server: Server, append_days: int, new_as_of: str
 ) -> None:
-    url = _db(settings, f"vedfin_dbt_incremental_{append_days}")
+    url = _db(pg_server, f"vedfin_dbt_incremental_{append_days}")
     _cli_ok(
         "seed",
         "--scenario",
@@ -204,8 +209,14 @@ def test_incremental_equals_full_refresh_after_append(
     _cli_ok("seed", "--append-days", str(append_days), "--bad-events", "0.02", "-q", url=url)
     out = _cli_ok("build", "--as-of", new_as_of, url=url)
     assert "full refresh" not in out  # this one really was incremental
+    _assert_incremental_equals_full_refresh(url, new_as_of)
+
+
+def _assert_incremental_equals_full_refresh(url: str, as_of: str) -> None:
+    """Snapshot the incremental result, rebuild in full at the same as-of, compare."""
     tables = [("marts", m) for m in MARTS] + [("intermediate", t) for t in INCREMENTAL]
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("drop schema if exists snap cascade")
         conn.execute("create schema snap")
         for schema, table in tables:
             conn.execute(
@@ -213,7 +224,7 @@ def test_incremental_equals_full_refresh_after_append(
                     sql.Identifier(table), sql.Identifier(schema), sql.Identifier(table)
                 )
             )
-    _cli_ok("build", "--as-of", new_as_of, "--full-refresh", url=url)
+    _cli_ok("build", "--as-of", as_of, "--full-refresh", url=url)
     with psycopg.connect(url) as conn:
         for schema, table in tables:
             diff = conn.execute(
@@ -227,9 +238,9 @@ def test_incremental_equals_full_refresh_after_append(
             assert diff[2] > 0, table
 
 
-def test_an_earlier_as_of_date_rebuilds_in_full(settings: Settings) -> None:
+def test_an_earlier_as_of_date_rebuilds_in_full(pg_server: Server) -> None:
     """Incremental models only move forward: a build for an earlier as-of is a full refresh."""
-    url = _db(settings, "vedfin_dbt_as_of_back")
+    url = _db(pg_server, "vedfin_dbt_as_of_back")
     _cli_ok("seed", "--scenario", "test", "--end-date", END.isoformat(), "-q", url=url)
     _cli_ok("build", "--as-of", END.isoformat(), url=url)
     out = _cli_ok("build", "--as-of", "2026-11-15", url=url)
@@ -244,3 +255,209 @@ def test_an_earlier_as_of_date_rebuilds_in_full(settings: Settings) -> None:
     assert last == (date(2026, 11, 15),) and later == (0,)
     out = _cli_ok("build", "--as-of", "2026-11-16", url=url)
     assert "full refresh" not in out
+
+
+def _insert_events(url: str, rows: list[dict[str, object]]) -> None:
+    """Plain INSERTs into app.behavior_logs, as the platform's application writes them."""
+    with psycopg.connect(url) as conn:
+        for r in rows:
+            conn.execute(
+                """insert into app.behavior_logs (id, user_id, session_id, event_type, course_id,
+                       lesson_id, occurred_at, duration_seconds, device, ingested_at)
+                   values (%(id)s, %(user_id)s, %(session_id)s, %(event_type)s, %(course_id)s,
+                       %(lesson_id)s, %(occurred_at)s, %(duration_seconds)s, %(device)s,
+                       %(ingested_at)s)""",
+                {"course_id": None, "lesson_id": None, "duration_seconds": None, **r},
+            )
+        conn.commit()
+
+
+def _idle_user(url: str, local_day: str, exclude: tuple[int, ...] = ()) -> int:
+    """A user who signed up before 2026-11-10 and has no event on ``local_day``."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            """select u.id from app.users u
+               where u.created_at < '2026-11-10' and u.id <> all(%s)
+                 and not exists (select 1 from app.behavior_logs b where b.user_id = u.id
+                     and (b.occurred_at at time zone 'Asia/Ho_Chi_Minh')::date = %s)
+               order by u.id limit 1""",
+            (list(exclude), local_day),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_incremental_counts_events_that_arrive_late(pg_server: Server) -> None:
+    """Valid events for dates already built, arriving 1, 3 and 5 days late (inside and beyond
+    lookback_days = 3), a late copy of an old event, and ids out of order (a transaction that
+    took its ids first commits after one that took later ids): the incremental build counts
+    them exactly as a full refresh does."""
+    url = _db(pg_server, "vedfin_dbt_late")
+    _cli_ok("seed", "--scenario", "dev", "--end-date", END.isoformat(), "-q", url=url)
+    _cli_ok("build", "--as-of", END.isoformat(), url=url)
+    _cli_ok("seed", "--append-days", "2", "-q", url=url)  # data through 2026-11-22
+    with psycopg.connect(url) as conn:
+        max_id = conn.execute("select max(id) from app.behavior_logs").fetchone()[0]  # type: ignore[index]
+        old = conn.execute(
+            """select user_id, session_id, event_type, course_id, lesson_id, occurred_at, device
+               from app.behavior_logs b
+               where (occurred_at at time zone 'Asia/Ho_Chi_Minh')::date = '2026-11-05'
+                 and event_type = 'login'
+                 and exists (select 1 from app.users u where u.id = b.user_id
+                             and u.created_at <= b.occurred_at)
+               order by id limit 1"""
+        ).fetchone()
+    assert old is not None
+    a = _idle_user(url, "2026-11-21")
+    # The later transaction (ids max+100) commits first: 1 day late for as-of 2026-11-22.
+    _insert_events(
+        url,
+        [
+            {
+                "id": max_id + 100,
+                "user_id": a,
+                "session_id": 990000001,
+                "event_type": "login",
+                "occurred_at": "2026-11-21 20:00:00+07",
+                "device": "web",
+                "ingested_at": "2026-11-23 00:05:00+07",
+            }
+        ],
+    )
+    out = _cli_ok("build", "--as-of", "2026-11-22", url=url)
+    assert "full refresh" not in out and "not counted yet" not in out
+    b = _idle_user(url, "2026-11-20", exclude=(a,))
+    c = _idle_user(url, "2026-11-18", exclude=(a, b))
+    # The earlier transaction (lower ids) commits after that build, stamped 35 minutes
+    # before the latest ingested_at the build saw: 3 and 5 days late for as-of 2026-11-23.
+    stamp = "2026-11-22 23:30:00+07"
+    late = [
+        {"id": max_id + 1, "user_id": b, "session_id": 990000002, "event_type": "login",
+         "occurred_at": "2026-11-20 21:00:00+07", "device": "ios", "ingested_at": stamp},
+        {"id": max_id + 2, "user_id": b, "session_id": 990000002, "event_type": "page_view",
+         "occurred_at": "2026-11-20 21:10:00+07", "device": "ios", "ingested_at": stamp},
+        {"id": max_id + 3, "user_id": c, "session_id": 990000003, "event_type": "login",
+         "occurred_at": "2026-11-18 07:00:00+07", "device": "android", "ingested_at": stamp},
+        {"id": max_id + 4, "user_id": old[0], "session_id": old[1], "event_type": old[2],
+         "course_id": old[3], "lesson_id": old[4], "occurred_at": old[5], "device": old[6],
+         "ingested_at": stamp},  # a late copy of an old event: a duplicate
+    ]  # fmt: skip
+    _insert_events(url, late)
+    out = _cli_ok("build", "--as-of", "2026-11-23", url=url)
+    assert "full refresh" not in out and "not counted yet" not in out
+    with psycopg.connect(url) as conn:
+        reasons = dict(
+            conn.execute(
+                "select event_id, reason from intermediate.int_behavior_logs_classified "
+                "where event_id > %s",
+                (max_id,),
+            ).fetchall()
+        )
+        active = conn.execute(
+            """select count(*) from intermediate.int_user_days
+               where (user_id, activity_date) in ((%s, '2026-11-21'), (%s, '2026-11-20'),
+                                                  (%s, '2026-11-18'))""",
+            (a, b, c),
+        ).fetchone()
+    assert reasons == {
+        max_id + 1: "valid",
+        max_id + 2: "valid",
+        max_id + 3: "valid",
+        max_id + 4: "duplicate",
+        max_id + 100: "valid",
+    }
+    assert active == (3,)
+    _assert_incremental_equals_full_refresh(url, "2026-11-23")
+
+
+def test_a_backfilled_event_is_reported_until_a_full_refresh(pg_server: Server) -> None:
+    """A row written with an old ingested_at and an old date is beyond what an incremental
+    run looks at: `vedfin build` says how many such events it left out; a full refresh
+    counts them."""
+    url = _db(pg_server, "vedfin_dbt_backfill")
+    _cli_ok("seed", "--scenario", "test", "--end-date", END.isoformat(), "-q", url=url)
+    _cli_ok("build", "--as-of", END.isoformat(), url=url)
+    user = _idle_user(url, "2026-11-12")
+    with psycopg.connect(url) as conn:
+        max_id = conn.execute("select max(id) from app.behavior_logs").fetchone()[0]  # type: ignore[index]
+    _insert_events(
+        url,
+        [
+            {
+                "id": max_id + 1,
+                "user_id": user,
+                "session_id": 990000004,
+                "event_type": "login",
+                "occurred_at": "2026-11-12 09:00:00+07",
+                "device": "web",
+                "ingested_at": "2026-11-12 09:00:05+07",
+            }
+        ],
+    )
+    out = _cli_ok("build", "--as-of", END.isoformat(), url=url)
+    assert "1 raw events are not counted yet" in out
+    out = _cli_ok("build", "--as-of", END.isoformat(), "--full-refresh", url=url)
+    assert "not counted yet" not in out
+    with psycopg.connect(url) as conn:
+        counted = conn.execute(
+            "select count(*) from intermediate.int_user_days "
+            "where user_id = %s and activity_date = '2026-11-12'",
+            (user,),
+        ).fetchone()
+    assert counted == (1,)
+
+
+def _subplans(node: dict[str, object]) -> list[str]:
+    """Plan nodes run once per outer row (SubPlan), as opposed to once (InitPlan)."""
+    found = []
+    if node.get("Parent Relationship") == "SubPlan":
+        found.append(f"{node.get('Node Type')} {node.get('Subplan Name', '')}")
+    for child in node.get("Plans", []) or []:  # type: ignore[union-attr]
+        found += _subplans(child)  # type: ignore[arg-type]
+    return found
+
+
+def test_incremental_plans_run_no_subquery_per_row(pg_server: Server) -> None:
+    """EXPLAIN of every incremental model's incremental SQL on this server: no SubPlan (a
+    subquery evaluated per outer row, the quadratic plan PostgreSQL 15 chose for an
+    `IN (subquery)` inside an `OR`); only InitPlans (evaluated once) and joins."""
+    url = _db(pg_server, "vedfin_dbt_plans")
+    _cli_ok("seed", "--scenario", "test", "--end-date", END.isoformat(), "-q", url=url)
+    _cli_ok("build", "--as-of", END.isoformat(), url=url)
+    _cli_ok("seed", "--append-days", "1", "-q", url=url)
+    out = _cli_ok("build", "--as-of", "2026-11-21", url=url)
+    assert "full refresh" not in out
+    compiled = ROOT / "dbt_project" / "target" / "compiled" / "vedfin" / "models"
+    models = {
+        "int_behavior_logs_classified": compiled / "intermediate/events",
+        "int_user_days": compiled / "intermediate/events",
+        "int_sessions": compiled / "intermediate/events",
+        "fct_daily_active_users": compiled / "marts/engagement",
+        "fct_student_behavior_patterns": compiled / "marts/engagement",
+    }
+    with psycopg.connect(url) as conn:
+        for model, folder in models.items():
+            query = (folder / f"{model}.sql").read_text()
+            assert "is_incremental" not in query
+            plan = conn.execute(f"explain (format json) {query}").fetchone()[0]  # type: ignore[index]
+            assert _subplans(plan[0]["Plan"]) == [], model
+
+
+def test_the_server_is_a_supported_version(pg_server: Server) -> None:
+    from vedfin.db import SUPPORTED_MAJORS
+
+    assert pg_server.major() in SUPPORTED_MAJORS, pg_server.version()
+
+
+def test_an_older_server_is_refused_in_one_line() -> None:
+    from vedfin.db import require_supported_version
+    from vedfin.errors import UnsupportedServer
+
+    with pytest.raises(UnsupportedServer) as info:
+        require_supported_version(140011, "postgresql://u@db.example.com:5432/vedfin")
+    assert info.value.exit_code == 2
+    assert str(info.value).startswith(
+        "PostgreSQL 14.11 at db.example.com:5432/vedfin is not supported: "
+        "vedfin needs PostgreSQL 15, 16, 17, 18"
+    )
+    require_supported_version(150020, "postgresql://u@db.example.com:5432/vedfin")

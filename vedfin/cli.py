@@ -484,14 +484,42 @@ def bench_leaderboard(database_url: str | None, sizes: str, reads: int) -> None:
     show_default=True,
     help="pgbench duration per mart query.",
 )
-def bench_build(database_url: str | None, read_seconds: int) -> None:
-    """Full vs incremental dbt build, and BI read latency against raw tables."""
+@click.option(
+    "--users",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Users to generate [default: the benchmark scenario's 10,000]. The incremental "
+    "target is 35%% of the full build at 10,000 users and 15%% above.",
+)
+@click.option(
+    "--run-only/--no-run-only",
+    "run_only",
+    default=True,
+    show_default=True,
+    help="Also time `dbt run` (models without tests), full vs incremental.",
+)
+@click.option(
+    "--reads/--no-reads",
+    default=True,
+    show_default=True,
+    help="Also time the BI reads (pgbench) against the marts and the raw tables.",
+)
+def bench_build(
+    database_url: str | None, read_seconds: int, users: int | None, run_only: bool, reads: bool
+) -> None:
+    """Full vs incremental dbt build, and BI read latency against raw tables.
+
+    Runs on the resolved server: DATABASE_URL (any supported PostgreSQL, 15 to 18) or the
+    embedded one; --database-url names the scratch database directly.
+    """
     from seeds_gen.bench import bench_database
     from vedfin.bench_build import print_rows, run
 
     settings = resolve()
     url = bench_database(settings.database_url, database_url)
-    print_rows(run(settings, url, read_seconds=read_seconds))
+    print_rows(
+        run(settings, url, read_seconds=read_seconds, users=users, run_only=run_only, reads=reads)
+    )
 
 
 def main() -> None:

@@ -18,11 +18,14 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from vedfin.errors import ConnectionFailed, SchemaMismatch
+from vedfin.errors import ConnectionFailed, SchemaMismatch, UnsupportedServer
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 META_SCHEMA = "vedfin_meta"
 _NAME = re.compile(r"^V(\d{3})__([a-z0-9_]+)\.sql$")
+SUPPORTED_MAJORS = (15, 16, 17, 18)
+"""PostgreSQL major versions the project is tested on (make test runs the dbt suite on
+15 and 18); older ones are refused, newer ones get a warning."""
 
 
 def describe_target(url: str) -> str:
@@ -30,10 +33,32 @@ def describe_target(url: str) -> str:
     return f"{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
 
 
+def server_version_text(num: int) -> str:
+    """150020 -> '15.20' (PostgreSQL 10 and later number versions major * 10000 + minor)."""
+    if num >= 100000:
+        return f"{num // 10000}.{num % 10000}"
+    return f"{num // 10000}.{num // 100 % 100}"
+
+
+def check_server_version(conn: psycopg.Connection, url: str) -> None:
+    """Refuse a server older than the oldest supported version, in one line (exit code 2)."""
+    require_supported_version(conn.info.server_version, url)
+
+
+def require_supported_version(num: int, url: str) -> None:
+    if num // 10000 < SUPPORTED_MAJORS[0]:
+        supported = ", ".join(str(v) for v in SUPPORTED_MAJORS)
+        raise UnsupportedServer(
+            f"PostgreSQL {server_version_text(num)} at {describe_target(url)} is not supported: "
+            f"vedfin needs PostgreSQL {supported} (upgrade the server, or unset DATABASE_URL "
+            "to use the embedded PostgreSQL 18)"
+        )
+
+
 def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 5) -> psycopg.Connection:
-    """A psycopg connection, or a one-line ConnectionFailed naming the host."""
+    """A psycopg connection to a supported server, or a one-line error naming the host."""
     try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
     except psycopg.OperationalError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         lines = [ln for ln in lines if ln.rstrip(":") != "connection failed"] or [
@@ -45,6 +70,12 @@ def connect(url: str, *, autocommit: bool = False, connect_timeout: int = 5) -> 
             "check DATABASE_URL (host, port, user, password, database) and that the server "
             "is running and reachable; unset DATABASE_URL to use the embedded server."
         ) from None
+    try:
+        check_server_version(conn, url)
+    except UnsupportedServer:
+        conn.close()
+        raise
+    return conn
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,11 +17,14 @@ def dbt_executable() -> str:
     return str(candidate) if candidate.exists() else "dbt"
 
 
-def dbt_vars(as_of: date | None = None, extra: dict[str, object] | None = None) -> str:
-    values: dict[str, object] = dict(extra or {})
-    if as_of is not None:
-        values["as_of_date"] = as_of.isoformat()
-    return json.dumps(values)
+AS_OF_ENV = "VEDFIN_AS_OF_DATE"
+"""The environment variable the models read the as-of date from while they run (see the
+macro as_of_date_value). A --vars value would work too, but a new one makes dbt parse the
+whole project again on every daily build; this leaves partial parsing on."""
+
+
+def as_of_env(as_of: date | None) -> dict[str, str]:
+    return {AS_OF_ENV: as_of.isoformat() if as_of is not None else ""}
 
 
 def run_dbt(
@@ -34,7 +36,7 @@ def run_dbt(
     capture: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """``dbt <command>`` in dbt_project/ with the project's profiles and the resolved env."""
-    env = {**os.environ, **env_exports(settings)}
+    env = {**os.environ, **env_exports(settings), **as_of_env(as_of)}
     if target:
         env["DBT_TARGET"] = target
     cmd = [
@@ -45,8 +47,6 @@ def run_dbt(
         "--profiles-dir",
         str(DBT_PROFILES_DIR),
     ]
-    if command not in {"deps", "clean", "debug"}:
-        cmd += ["--vars", dbt_vars(as_of)]
     cmd += list(args)
     result = subprocess.run(
         cmd, env=env, cwd=DBT_PROJECT_DIR, text=True, capture_output=capture, check=False
@@ -138,4 +138,38 @@ def build(
         )
     if not select and not exclude:
         record_build(settings.database_url, as_of)
+    left_out = events_left_out(settings.database_url)
+    if left_out:
+        print(f"vedfin: {left_out_message(left_out)}", file=sys.stderr)
     return result
+
+
+def events_left_out(url: str) -> int:
+    """Raw events that no incremental run has classified yet (0 when nothing is built).
+
+    An incremental run picks up the events of the lookback window and every event ingested
+    since the previous run (by ingested_at); a row written later with an older ingested_at
+    and an older date (a backfill) is only counted by a full refresh.
+    """
+    from vedfin.db import connect
+
+    with connect(url) as conn:
+        exists = conn.execute(
+            "select to_regclass('intermediate.int_behavior_logs_classified') is not null"
+        ).fetchone()
+        if not exists or not exists[0]:
+            return 0
+        row = conn.execute(
+            """select count(*) from app.behavior_logs as raw
+               where not exists (select 1 from intermediate.int_behavior_logs_classified as c
+                                 where c.event_id = raw.id)"""
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def left_out_message(count: int) -> str:
+    return (
+        f"{count:,} raw events are not counted yet: they were written with an ingested_at older "
+        "than the previous build had seen and are dated before the lookback window (a "
+        "backfill); `vedfin build --full-refresh` counts them"
+    )

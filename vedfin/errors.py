@@ -13,6 +13,12 @@ class ConnectionFailed(VedfinError):
     exit_code = 2
 
 
+class UnsupportedServer(VedfinError):
+    """A PostgreSQL older than the oldest supported version."""
+
+    exit_code = 2
+
+
 class UnsafeOperation(VedfinError):
     """A dangerous command refused without an explicit --force/--reset."""
 

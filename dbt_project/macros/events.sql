@@ -14,7 +14,9 @@
 )
 {%- endmacro %}
 
-{#- a / b, null when b is 0 or null. -#}
+{#- a / b as double precision, unrounded (rounding is the BI tool's job); null when b is 0 or
+    null. From integer counts the quotient is exact to the last bit, so any build computes
+    the same value. -#}
 {% macro safe_ratio(numerator, denominator) -%}
-({{ numerator }})::numeric / nullif({{ denominator }}, 0)
+cast({{ numerator }} as double precision) / nullif({{ denominator }}, 0)
 {%- endmacro %}

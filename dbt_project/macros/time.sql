@@ -4,14 +4,22 @@
 '{{ var("reporting_tz") }}'
 {%- endmacro %}
 
+{#- The as-of date: the dbt var as_of_date when set (dbt's --vars, unit test overrides);
+    otherwise, while models run, the environment variable VEDFIN_AS_OF_DATE (what `vedfin
+    build` and the Dagster dbt step set: unlike a new --vars value, it leaves dbt's partial
+    parsing on, because nothing reads it while the project is parsed); otherwise today in
+    reporting_tz. -#}
 {% macro as_of_date_value() -%}
     {%- set configured = var("as_of_date", "") -%}
+    {%- if (configured is none or configured | string | trim == "") and execute -%}
+        {%- set configured = env_var("VEDFIN_AS_OF_DATE", "") -%}
+    {%- endif -%}
     {%- if configured is none or configured | string | trim == "" -%}
         {{- return(modules.datetime.datetime.now(modules.pytz.timezone(var("reporting_tz"))).strftime("%Y-%m-%d")) -}}
     {%- endif -%}
     {%- set text = configured | string | trim -%}
     {%- if not modules.re.match("^\d{4}-\d{2}-\d{2}$", text) -%}
-        {{- exceptions.raise_compiler_error("var as_of_date must be YYYY-MM-DD, got '" ~ text ~ "'") -}}
+        {{- exceptions.raise_compiler_error("as_of_date (var or VEDFIN_AS_OF_DATE) must be YYYY-MM-DD, got '" ~ text ~ "'") -}}
     {%- endif -%}
     {{- return(text) -}}
 {%- endmacro %}
@@ -57,4 +65,15 @@ least(
 {#- The same, as the instant of that local midnight. -#}
 {% macro incremental_window_start(last_date_sql) -%}
 (({{ incremental_window_start_date(last_date_sql) }})::timestamp at time zone {{ reporting_tz() }})
+{%- endmacro %}
+
+{#- Incremental runs also pick up every event ingested since the previous run, whatever its
+    date: events whose ingested_at is at or after the latest ingested_at the model has
+    already processed, minus arrival_margin_minutes (rows of transactions that committed
+    after a later one). The watermark never passes the end of as_of_date, so a row stamped
+    in the future cannot hide the rows after it. watermark_sql: a scalar query on {{ this }}
+    (null: empty). -#}
+{% macro arrived_after(watermark_sql) -%}
+(least(coalesce(({{ watermark_sql }}), '-infinity'::timestamptz), {{ as_of_end() }})
+    - interval '{{ var("arrival_margin_minutes") }} minutes')
 {%- endmacro %}

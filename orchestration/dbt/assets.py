@@ -1,6 +1,7 @@
 """Every dbt model as a Dagster asset (grouped by layer); dbt tests as asset checks."""
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from datetime import date
 from functools import cache
@@ -18,7 +19,14 @@ from pydantic import Field
 from orchestration.dbt.project import dbt_project
 from orchestration.resources import WarehouseResource, platform_settings
 from seeds_gen.scenarios import today_local
-from vedfin.dbt import dbt_executable, dbt_vars, full_refresh_reason, record_build
+from vedfin.dbt import (
+    as_of_env,
+    dbt_executable,
+    events_left_out,
+    full_refresh_reason,
+    left_out_message,
+    record_build,
+)
 
 LAYERS = ("staging", "intermediate", "marts")
 
@@ -83,7 +91,8 @@ def dbt_models(
     platform_settings()  # export DATABASE_URL / PG* for dbt's profiles
     url = warehouse.url()
     as_of = config_date(config.as_of, "as_of") or today_local()
-    args = ["build", "--vars", dbt_vars(as_of)]
+    os.environ.update(as_of_env(as_of))  # the models read it as they run (keeps partial parsing)
+    args = ["build"]
     reason = None if config.full_refresh else full_refresh_reason(url, as_of)
     if reason:
         context.log.info(f"{reason}: --full-refresh")
@@ -92,6 +101,9 @@ def dbt_models(
     yield from dbt.cli(args, context=context).stream()
     if not context.is_subset:
         record_build(url, as_of)
+    left_out = events_left_out(url)
+    if left_out:
+        context.log.warning(left_out_message(left_out))
 
 
 @cache

@@ -8,6 +8,7 @@
             {'columns': ['event_id'], 'unique': true},
             {'columns': ['local_date']},
             {'columns': ['user_id', 'occurred_at']},
+            {'columns': ['ingested_at']},
         ],
     )
 }}
@@ -16,39 +17,62 @@
     The one place that applies the contract's "Which events count" rules, in order:
     unknown_user, unknown_event_type, future_timestamp, before_signup, duplicate.
 
-    Incremental runs reclassify the events of the lookback window (local dates from
-    as_of_date - lookback_days, or from lookback_days before the last date the previous
-    run classified when runs were missed) and every event that arrived since the last
-    run; the duplicate check sees all raw events sharing (user_id, occurred_at) with
-    those, so a late copy of an old event is still caught. Events that were in the future
-    at the last run fall inside that window, so they count once their date has come.
+    Incremental runs reclassify
+    - the events of the lookback window (local dates from as_of_date - lookback_days, or
+      from lookback_days before the last date the previous run classified when runs were
+      missed): events that were in the future at the last run count once their date has come;
+    - every event that arrived since the last run, whatever its date or id: its ingested_at
+      is at or after the latest one already here minus arrival_margin_minutes (the same
+      rule every incremental model downstream uses, so they all see the same arrivals).
+      An event written with an older ingested_at and dated before the window (a backfill)
+      is left out until a full refresh; `vedfin build` counts such events;
+    - every raw event sharing (user_id, occurred_at) with those (an index lookup), so the
+      duplicate rule sees all copies of an event, a late copy of an old one included.
+    The plan is one pass over the raw log with constant bounds (no IN-subquery inside an OR,
+    which PostgreSQL 15/16 can run as a nested scan per row) plus one indexed join.
 -#}
 
-{#- stg_app__behavior_logs is referenced directly (not through a CTE used several times,
-    which PostgreSQL would materialise in full). -#}
+{%- set columns = ['event_id', 'user_id', 'session_id', 'event_type', 'course_id', 'lesson_id',
+                   'occurred_at', 'duration_seconds', 'device', 'ingested_at'] -%}
+
 with
 {% if is_incremental() %}
-bounds as (
-    select {{ incremental_window_start(
-        "select max(local_date) from " ~ this ~ " where reason <> 'future_timestamp'"
-    ) }} as window_start
+bounds as materialized (
+    select
+        {{ incremental_window_start(
+            "select max(local_date) from " ~ this ~ " where reason <> 'future_timestamp'"
+        ) }} as window_start,
+        {{ arrived_after("select max(ingested_at) from " ~ this) }} as arrived_after
 ),
 
-arrived as (
-    select event_id, user_id, occurred_at
-    from {{ ref('stg_app__behavior_logs') }}
-    where event_id > (select coalesce(max(event_id), 0) from {{ this }})
+direct as materialized (
+    select {% for c in columns %}events.{{ c }}{{ ', ' if not loop.last }}{% endfor %}
+    from {{ ref('stg_app__behavior_logs') }} as events
+    cross join bounds
+    where events.occurred_at >= bounds.window_start
+        or events.ingested_at >= bounds.arrived_after
+),
+
+arrived_keys as materialized (
+    select distinct direct.user_id, direct.occurred_at
+    from direct
+    cross join bounds
+    where direct.occurred_at < bounds.window_start
+        and direct.user_id is not null
 ),
 
 candidates as (
-    select * from {{ ref('stg_app__behavior_logs') }}
-    where occurred_at >= (select window_start from bounds)
-        or event_id in (select event_id from arrived)
-        or (user_id, occurred_at) in (select user_id, occurred_at from arrived)
+    select * from direct
+    union
+    select {% for c in columns %}events.{{ c }}{{ ', ' if not loop.last }}{% endfor %}
+    from {{ ref('stg_app__behavior_logs') }} as events
+    inner join arrived_keys
+        on arrived_keys.user_id = events.user_id
+        and arrived_keys.occurred_at = events.occurred_at
 ),
 {% else %}
 candidates as (
-    select * from {{ ref('stg_app__behavior_logs') }}
+    select {{ columns | join(', ') }} from {{ ref('stg_app__behavior_logs') }}
 ),
 {% endif %}
 
@@ -58,7 +82,16 @@ users as (
 
 ranked as (
     select
-        candidates.*,
+        candidates.event_id,
+        candidates.user_id,
+        candidates.session_id,
+        candidates.event_type,
+        candidates.course_id,
+        candidates.lesson_id,
+        candidates.occurred_at,
+        candidates.duration_seconds,
+        candidates.device,
+        candidates.ingested_at,
         row_number() over (
             partition by user_id, event_type, occurred_at, session_id, course_id, lesson_id
             order by event_id
@@ -97,7 +130,3 @@ select
     *,
     reason = 'valid' as is_valid
 from classified
-{% if is_incremental() %}
-where occurred_at >= (select window_start from bounds)
-    or event_id in (select event_id from arrived)
-{% endif %}

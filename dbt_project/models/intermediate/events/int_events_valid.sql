@@ -13,6 +13,7 @@ select
     occurred_at,
     duration_seconds,
     device,
+    ingested_at,
     local_date,
     local_hour,
     local_iso_dow

@@ -10,21 +10,31 @@
 {#-
     Sessions of each user: a new session starts when the gap since the user's previous
     valid event is more than session_gap_minutes (30): a gap of exactly 30 minutes stays
-    in the same session. Session length = last event - first event.
-    Incremental runs recompute, from their whole history, the users with a valid event
-    in the lookback window, reaching back to before the last session already here when
-    runs were missed (unique_key user_id: all their sessions are replaced).
+    in the same session. Session length = last event - first event. last_ingested_at: the
+    latest ingested_at of the session's events.
+    Incremental runs recompute, from their whole history (unique_key user_id: all their
+    sessions are replaced), the users with a valid event in the lookback window (reaching
+    back to before the last session already here when runs were missed) or with an event
+    ingested since the previous run (late events).
 -#}
 
-with events as (
-    select user_id, event_id, occurred_at from {{ ref('int_events_valid') }}
+with
+{% if is_incremental() %}
+changed_users as (
+    select user_id from {{ ref('int_events_valid') }}
+    where local_date >= {{ incremental_window_start_date(
+        "select " ~ local_date("max(session_end)") ~ " from " ~ this
+    ) }}
+    union
+    select user_id from {{ ref('int_events_valid') }}
+    where ingested_at >= {{ arrived_after("select max(last_ingested_at) from " ~ this) }}
+),
+{% endif %}
+
+events as (
+    select user_id, event_id, occurred_at, ingested_at from {{ ref('int_events_valid') }}
     {% if is_incremental() %}
-    where user_id in (
-        select distinct user_id from {{ ref('int_events_valid') }}
-        where local_date >= {{ incremental_window_start_date(
-            "select " ~ local_date("max(session_end)") ~ " from " ~ this
-        ) }}
-    )
+    where user_id in (select user_id from changed_users)
     {% endif %}
 ),
 
@@ -33,6 +43,7 @@ gaps as (
         user_id,
         event_id,
         occurred_at,
+        ingested_at,
         case
             when lag(occurred_at) over by_user is null then 1
             when occurred_at - lag(occurred_at) over by_user
@@ -59,6 +70,7 @@ select
     min(occurred_at) as session_start,
     max(occurred_at) as session_end,
     count(*) as events,
-    cast(extract(epoch from max(occurred_at) - min(occurred_at)) as double precision) as duration_seconds
+    cast(extract(epoch from max(occurred_at) - min(occurred_at)) as double precision) as duration_seconds,
+    max(ingested_at) as last_ingested_at
 from numbered
 group by user_id, session_number

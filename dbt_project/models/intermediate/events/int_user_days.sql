@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('int_behavior_logs_classified') }}
 {{
     config(
         materialized='incremental',
@@ -12,15 +13,32 @@
 }}
 {#-
     One row per (user, local date) with at least one valid event: the user was active.
-    Incremental runs replace whole dates from the start of the lookback window, reaching
-    back to before the last date already here when runs were missed (unique_key
-    activity_date: every row of a recomputed date is replaced).
+    last_ingested_at: the latest ingested_at of that day's valid events.
+    Incremental runs replace whole dates (unique_key activity_date): the dates of the
+    lookback window (reaching back to before the last date already here when runs were
+    missed) and every date with an event ingested since the previous run (late events).
 -#}
 
-with events as (
+with
+{% if is_incremental() %}
+changed_dates as (
+    select cast(day as date) as local_date
+    from generate_series(
+        {{ incremental_window_start_date("select max(activity_date) from " ~ this) }},
+        {{ as_of_date() }},
+        interval '1 day'
+    ) as day
+    union
+    select distinct local_date
+    from {{ ref('int_behavior_logs_classified') }}
+    where ingested_at >= {{ arrived_after("select max(last_ingested_at) from " ~ this) }}
+),
+{% endif %}
+
+events as (
     select * from {{ ref('int_events_valid') }}
     {% if is_incremental() %}
-    where local_date >= {{ incremental_window_start_date("select max(activity_date) from " ~ this) }}
+    where local_date in (select local_date from changed_dates)
     {% endif %}
 )
 
@@ -30,6 +48,7 @@ select
     {{ week_start('local_date') }} as activity_week,
     count(*) as events,
     min(occurred_at) as first_event_at,
-    max(occurred_at) as last_event_at
+    max(occurred_at) as last_event_at,
+    max(ingested_at) as last_ingested_at
 from events
 group by user_id, local_date

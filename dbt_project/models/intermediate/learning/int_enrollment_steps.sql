@@ -3,9 +3,13 @@
     before as_of_date), with the funnel steps inside that course:
     - first_started_at: the earliest user_progress.started_at in the course at or after
       the enrollment;
-    - completed_at: when every lesson of the course is COMPLETED, the latest completed_at
-      of its lessons, provided it is at or after first_started_at (a course with no
-      lessons is never completed).
+    - lessons_completed_at: when every lesson of the course is COMPLETED, the latest
+      completed_at of its lessons, whenever those lessons were started (the learning
+      funnel's step 4: a lesson previewed before enrolling still counts); never for a
+      course with no lessons;
+    - completed_at: lessons_completed_at, provided it is at or after first_started_at
+      (the course funnel, which holds the course constant: completed after starting it
+      after enrolling).
     Only facts whose local date is on or before as_of_date count.
 -#}
 
@@ -60,6 +64,10 @@ select
     per_course.first_started_at,
     coalesce(lesson_counts.lessons, 0) as course_lessons,
     per_course.lessons_completed,
+    case
+        when lesson_counts.lessons > 0 and per_course.lessons_completed = lesson_counts.lessons
+            then per_course.last_completed_at
+    end as lessons_completed_at,
     case
         when lesson_counts.lessons > 0
             and per_course.lessons_completed = lesson_counts.lessons

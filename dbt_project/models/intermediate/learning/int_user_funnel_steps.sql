@@ -4,7 +4,10 @@
     2. enrolled_at: the first enrollment (at or after signup) in the window;
     3. started_at: the first lesson start in an enrolled course, at or after that
        course's enrollment, in the window;
-    4. completed_at: the first course completion at or after step 3, in the window.
+    4. completed_at: the first time every lesson of an enrolled course (enrolled at or
+       after signup and in the window) is COMPLETED (the latest completed_at of its
+       lessons), at or after step 3, in the window. When that course's lessons were
+       started does not matter here (a lesson previewed before enrolling counts).
 -#}
 
 with users as (
@@ -37,12 +40,13 @@ started as (
 ),
 
 completed as (
-    select users.user_id, min(steps.completed_at) as completed_at
+    select users.user_id, min(steps.lessons_completed_at) as completed_at
     from users
     inner join started on started.user_id = users.user_id
     inner join steps on steps.user_id = users.user_id
-    where steps.completed_at >= started.started_at
-        and steps.completed_at <= users.window_end
+    where steps.enrolled_at <= users.window_end
+        and steps.lessons_completed_at >= started.started_at
+        and steps.lessons_completed_at <= users.window_end
     group by users.user_id
 )
 

@@ -62,11 +62,10 @@ select
     grid.activity_week,
     cast(grid.cohort_size as integer) as cohort_size,
     cast(coalesce(retained.retained_users, 0) as integer) as retained_users,
-    cast(round({{ safe_ratio('coalesce(retained.retained_users, 0)', 'grid.cohort_size') }}, 4) as numeric(6, 4))
-        as retention_rate,
+    {{ safe_ratio('coalesce(retained.retained_users, 0)', 'grid.cohort_size') }} as retention_rate,
     cast(coalesce(retained_unbounded.retained_users_unbounded, 0) as integer) as retained_users_unbounded,
-    cast(round({{ safe_ratio('coalesce(retained_unbounded.retained_users_unbounded, 0)', 'grid.cohort_size') }}, 4)
-        as numeric(6, 4)) as retention_rate_unbounded,
+    {{ safe_ratio('coalesce(retained_unbounded.retained_users_unbounded, 0)', 'grid.cohort_size') }}
+        as retention_rate_unbounded,
     grid.activity_week + 6 < {{ as_of_date() }} as is_complete
 from grid
 left join retained

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('int_events_valid') }}
 {{
     config(
         materialized='incremental',
@@ -13,8 +14,11 @@
     wau counts distinct users active in [d-6, d], mau in [d-29, d]: each active day a of a
     user covers the dates a .. min(next active day - 1, a + 6 or 29), so coverage is a
     running sum of +1/-1 marks (one pass, no date x user join).
-    Incremental runs recompute the dates of the lookback window, reaching back to before
-    the last date already here when runs were missed, so every date is present.
+    last_ingested_at: the latest ingested_at of the date's valid events.
+    Incremental runs recompute the dates from the start of the lookback window (reaching
+    back to before the last date already here when runs were missed, so every date is
+    present), or from the earliest date of an event ingested since the previous run when
+    that is earlier (a late event changes wau and mau of the 29 dates after it too).
 -#}
 
 with bounds as (
@@ -22,7 +26,13 @@ with bounds as (
         {% if is_incremental() %}
         greatest(
             min(signup_date),
-            {{ incremental_window_start_date("select max(activity_date) from " ~ this) }}
+            least(
+                {{ incremental_window_start_date("select max(activity_date) from " ~ this) }},
+                (
+                    select min(local_date) from {{ ref('int_events_valid') }}
+                    where ingested_at >= {{ arrived_after("select max(last_ingested_at) from " ~ this) }}
+                )
+            )
         ) as first_date,
         {% else %}
         min(signup_date) as first_date,
@@ -37,7 +47,7 @@ spine as (
 ),
 
 user_days as (
-    select user_days.user_id, user_days.activity_date
+    select user_days.user_id, user_days.activity_date, user_days.last_ingested_at
     from {{ ref('int_user_days') }} as user_days, bounds
     where user_days.activity_date >= bounds.first_date - 29
         and user_days.activity_date <= bounds.last_date
@@ -79,7 +89,7 @@ running as (
 ),
 
 dau as (
-    select activity_date, count(*) as dau
+    select activity_date, count(*) as dau, max(last_ingested_at) as last_ingested_at
     from user_days
     group by activity_date
 ),
@@ -95,9 +105,10 @@ select
     cast(coalesce(dau.dau, 0) as integer) as dau,
     cast(running.wau as integer) as wau,
     cast(running.mau as integer) as mau,
-    cast(round({{ safe_ratio('coalesce(dau.dau, 0)', 'running.mau') }}, 4) as numeric(6, 4)) as stickiness,
+    {{ safe_ratio('coalesce(dau.dau, 0)', 'running.mau') }} as stickiness,
     cast(coalesce(signups.new_users, 0) as integer) as new_users,
-    spine.activity_date < {{ as_of_date() }} as is_complete
+    spine.activity_date < {{ as_of_date() }} as is_complete,
+    dau.last_ingested_at
 from spine
 inner join running on running.activity_date = spine.activity_date
 left join dau on dau.activity_date = spine.activity_date

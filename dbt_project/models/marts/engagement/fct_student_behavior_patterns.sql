@@ -18,8 +18,10 @@
     favorite_category the alphabetically first category.
     Incremental runs recompute, from their whole history, the users with a valid event
     or a lesson started or completed in the lookback window (reaching back to before the
-    last active date already here when runs were missed); the post-hook then moves
-    everyone's days_since_last_active to the new as_of_date.
+    last active date already here when runs were missed) or with an event ingested since
+    the previous run (late events); the post-hook then moves everyone's
+    days_since_last_active to the new as_of_date. last_ingested_at: the latest ingested_at
+    of the user's valid events.
 -#}
 
 with users as (
@@ -35,6 +37,9 @@ touched as (
     select user_id from {{ ref('stg_app__user_progress') }}
     where updated_at >= {{ incremental_window_start(last_covered) }}
         or started_at >= {{ incremental_window_start(last_covered) }}
+    union
+    select user_id from {{ ref('int_events_valid') }}
+    where ingested_at >= {{ arrived_after("select max(last_ingested_at) from " ~ this) }}
 ),
 {% endif %}
 
@@ -52,7 +57,8 @@ totals as (
         user_id,
         count(*) as total_events,
         count(distinct local_date) as active_days,
-        max(local_date) as last_active_date
+        max(local_date) as last_active_date,
+        max(ingested_at) as last_ingested_at
     from events
     group by user_id
 ),
@@ -61,7 +67,8 @@ sessions as (
     select
         user_id,
         count(*) as sessions,
-        avg(duration_seconds) / 60.0 as avg_session_minutes
+        -- numeric: an exact sum, the same whatever order the rows come in
+        cast(avg(cast(duration_seconds as numeric)) / 60 as double precision) as avg_session_minutes
     from {{ ref('int_sessions') }}
     where user_id in (select user_id from totals)
     group by user_id
@@ -117,20 +124,19 @@ select
     cast(totals.total_events as integer) as total_events,
     cast(totals.active_days as integer) as active_days,
     cast(sessions.sessions as integer) as sessions,
-    cast(round(cast(sessions.avg_session_minutes as numeric), 2) as numeric(10, 2)) as avg_session_minutes,
+    sessions.avg_session_minutes,
     hours.preferred_hour,
     days.preferred_day_of_week,
     categories.favorite_category,
     cast(coalesce(lessons.lessons_started, 0) as integer) as lessons_started,
     cast(coalesce(lessons.lessons_completed, 0) as integer) as lessons_completed,
-    cast(round({{ safe_ratio('lessons.completed_beginner', 'lessons.started_beginner') }}, 4) as numeric(6, 4))
-        as completion_rate_beginner,
-    cast(round({{ safe_ratio('lessons.completed_intermediate', 'lessons.started_intermediate') }}, 4)
-        as numeric(6, 4)) as completion_rate_intermediate,
-    cast(round({{ safe_ratio('lessons.completed_expert', 'lessons.started_expert') }}, 4) as numeric(6, 4))
-        as completion_rate_expert,
+    {{ safe_ratio('lessons.completed_beginner', 'lessons.started_beginner') }} as completion_rate_beginner,
+    {{ safe_ratio('lessons.completed_intermediate', 'lessons.started_intermediate') }}
+        as completion_rate_intermediate,
+    {{ safe_ratio('lessons.completed_expert', 'lessons.started_expert') }} as completion_rate_expert,
     totals.last_active_date,
-    {{ as_of_date() }} - totals.last_active_date as days_since_last_active
+    {{ as_of_date() }} - totals.last_active_date as days_since_last_active,
+    totals.last_ingested_at
 from totals
 inner join sessions on sessions.user_id = totals.user_id
 inner join hours on hours.user_id = totals.user_id

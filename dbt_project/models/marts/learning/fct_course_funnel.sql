@@ -33,9 +33,7 @@ select
     cast(coalesce(per_course.enrolled_users, 0) as integer) as enrolled_users,
     cast(coalesce(per_course.started_users, 0) as integer) as started_users,
     cast(coalesce(per_course.completed_users, 0) as integer) as completed_users,
-    cast(round({{ safe_ratio('per_course.completed_users', 'per_course.enrolled_users') }}, 4)
-        as numeric(6, 4)) as completion_rate,
-    cast(round(cast(per_course.median_days_to_complete as numeric), 2) as numeric(10, 2))
-        as median_days_to_complete
+    {{ safe_ratio('per_course.completed_users', 'per_course.enrolled_users') }} as completion_rate,
+    per_course.median_days_to_complete
 from courses
 left join per_course on per_course.course_id = courses.course_id

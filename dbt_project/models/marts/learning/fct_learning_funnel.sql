@@ -28,9 +28,9 @@ select
     cast(enrolled as integer) as enrolled,
     cast(started_lesson as integer) as started_lesson,
     cast(completed_course as integer) as completed_course,
-    cast(round({{ safe_ratio('enrolled', 'signed_up') }}, 4) as numeric(6, 4)) as enroll_rate,
-    cast(round({{ safe_ratio('started_lesson', 'enrolled') }}, 4) as numeric(6, 4)) as start_rate,
-    cast(round({{ safe_ratio('completed_course', 'started_lesson') }}, 4) as numeric(6, 4)) as completion_rate,
-    cast(round({{ safe_ratio('completed_course', 'signed_up') }}, 4) as numeric(6, 4)) as overall_conversion,
-    cast(round(cast(median_hours_to_enroll as numeric), 2) as numeric(10, 2)) as median_hours_to_enroll
+    {{ safe_ratio('enrolled', 'signed_up') }} as enroll_rate,
+    {{ safe_ratio('started_lesson', 'enrolled') }} as start_rate,
+    {{ safe_ratio('completed_course', 'started_lesson') }} as completion_rate,
+    {{ safe_ratio('completed_course', 'signed_up') }} as overall_conversion,
+    median_hours_to_enroll
 from counts
