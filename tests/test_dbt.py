@@ -6,7 +6,9 @@ resolved server (the embedded PostgreSQL 18 by default) and a throwaway PostgreS
 
 from __future__ import annotations
 
+import os
 from datetime import date
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -48,9 +50,20 @@ def built_db(pg_server: Server) -> str:
         "-q",
         url=url,
     )
-    out = _cli_ok("build", "--as-of", END.isoformat(), url=url)
+    out = _cli_ok("build", "--as-of", END.isoformat(), "--unit-tests", url=url)
     assert "Completed successfully" in out
     return url
+
+
+def test_unit_tests_ran_in_the_build(built_db: str) -> None:
+    """`vedfin build --unit-tests` ran every unit test of the project on this server."""
+    import json
+
+    results = json.loads((ROOT / "dbt_project" / "target" / "run_results.json").read_text())
+    unit = [r for r in results["results"] if r["unique_id"].startswith("unit_test.")]
+    manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text())
+    assert len(unit) == len(manifest["unit_tests"]) >= 13
+    assert all(r["status"] == "pass" for r in unit)
 
 
 def test_build_creates_every_mart_with_rows_and_unique_indexes(built_db: str) -> None:
@@ -461,3 +474,56 @@ def test_an_older_server_is_refused_in_one_line() -> None:
         "vedfin needs PostgreSQL 15, 16, 17, 18"
     )
     require_supported_version(150020, "postgresql://u@db.example.com:5432/vedfin")
+
+
+def test_unique_and_not_null_tests_skip_only_what_the_catalog_proves(pg_server: Server) -> None:
+    """The project's unique / not_null tests (macros/tests_enforced.sql) return no rows
+    without scanning when a unique index / NOT NULL constraint enforces the rule, and
+    still find every violation on a table without them (a foreign database)."""
+    import subprocess
+    import sys
+
+    url = _db(pg_server, "vedfin_dbt_catalog_tests")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create schema scratch")
+        conn.execute("create table scratch.loose (id bigint, ts timestamptz)")
+        conn.execute(
+            "insert into scratch.loose values (1, now()), (1, now()), (2, null), (null, now())"
+        )
+        conn.execute("create table scratch.strict (id bigint primary key, ts timestamptz not null)")
+        conn.execute("insert into scratch.strict values (1, now()), (2, now())")
+    from vedfin.config import DBT_PROFILES_DIR, DBT_PROJECT_DIR
+
+    def compiled(macro: str, table: str, column: str) -> str:
+        relation = (
+            f"api.Relation.create(database=target.database, schema='scratch', identifier='{table}')"
+        )
+        params = psycopg.conninfo.conninfo_to_dict(url)
+        env = {
+            **os.environ,
+            "PGHOST": str(params.get("host", "127.0.0.1")),
+            "PGPORT": str(params.get("port", 5432)),
+            "PGUSER": str(params.get("user", "postgres")),
+            "PGDATABASE": str(params["dbname"]),
+            "DBT_TARGET": "test",
+        }
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "dbt"), "compile", "--quiet", "--inline",
+             f"{{{{ {macro}({relation}, '{column}') }}}}", "--project-dir", str(DBT_PROJECT_DIR),
+             "--profiles-dir", str(DBT_PROFILES_DIR)],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
+    with psycopg.connect(url) as conn:
+        loose_dupes = conn.execute(compiled("postgres__test_unique", "loose", "id")).fetchall()
+        loose_nulls = conn.execute(compiled("postgres__test_not_null", "loose", "ts")).fetchall()
+        strict_unique = compiled("postgres__test_unique", "strict", "id")
+        strict_not_null = compiled("postgres__test_not_null", "strict", "ts")
+        assert conn.execute(strict_unique).fetchall() == []
+        assert conn.execute(strict_not_null).fetchall() == []
+        plan = "\n".join(r[0] for r in conn.execute(f"explain analyze {strict_unique}").fetchall())
+    assert loose_dupes == [(1, 2)]
+    assert len(loose_nulls) == 1
+    assert "never executed" in plan  # the scan of scratch.strict did not run

@@ -228,20 +228,30 @@ def seed(
     type=click.Choice(["dev", "test", "staging", "prod"]),
     help="dbt target [default: $DBT_TARGET or dev].",
 )
+@click.option(
+    "--unit-tests",
+    is_flag=True,
+    help="Also run dbt's unit tests (the SQL logic on fixed inputs; `make test` runs them).",
+)
 def build_cmd(
     as_of: Any,
     full_refresh: bool,
     select: tuple[str, ...],
     exclude: tuple[str, ...],
     target: str | None,
+    unit_tests: bool,
 ) -> None:
-    """Run `dbt build` (models, tests, unit tests) with the resolved connection.
+    """Run `dbt build` (models and their data tests) with the resolved connection.
+
+    Unit tests check the models' logic on fixed inputs, not the data, so data builds skip
+    them (dbt's advice for production); --unit-tests adds them, and `make test` runs them
+    on every supported PostgreSQL.
 
     \b
     Examples:
       vedfin build
       vedfin build --as-of 2026-11-20 --full-refresh
-      vedfin build -s marts.engagement
+      vedfin build -s marts.engagement --unit-tests
     """
     from vedfin.dbt import build
 
@@ -253,6 +263,7 @@ def build_cmd(
         select=select,
         exclude=exclude,
         target=target,
+        unit_tests=unit_tests,
     )
 
 

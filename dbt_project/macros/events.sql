@@ -4,6 +4,11 @@
  'quiz_submit', 'video_play', 'achievement_unlocked', 'buddy_message', 'logout')
 {%- endmacro %}
 
+{#- The reasons an event gets in int_behavior_logs_classified: 'valid' or the first rule it breaks. -#}
+{% macro rejection_reasons() -%}
+('valid', 'unknown_user', 'unknown_event_type', 'future_timestamp', 'before_signup', 'duplicate')
+{%- endmacro %}
+
 {#- "Nguyễn Văn An" -> "Nguyễn V. A.": the family name and the initials of the rest. -#}
 {% macro mask_full_name(column) -%}
 (

@@ -51,15 +51,35 @@ cast(date_trunc('week', {{ date_expr }}) as date)
 (date '{{ as_of_date_value() }}' - {{ var("lookback_days") }})
 {%- endmacro %}
 
+{#- The value of a scalar query (on the model's own table, usually), as a SQL constant of
+    `type`, read just before the model runs. Incremental bounds written as constants let
+    every PostgreSQL version estimate them from its statistics and use the indexes; as a
+    subquery they are parameters the planner can only guess (a third of the table), and
+    15 and 16 then scan whole tables. Unit tests (whose `this` is a fixture) and parsing
+    keep the subquery. -#}
+{% macro constant_of(sql, type) -%}
+    {%- if execute and model.resource_type != 'unit_test' -%}
+        {%- set value = run_query("select cast((" ~ sql ~ ") as text)").columns[0].values()[0] -%}
+        {%- if value is none -%}
+            cast(null as {{ type }})
+        {%- else -%}
+            cast('{{ value }}' as {{ type }})
+        {%- endif -%}
+    {%- else -%}
+        cast(({{ sql }}) as {{ type }})
+    {%- endif -%}
+{%- endmacro %}
+
 {#- The first local date an incremental run recomputes: lookback_days before as_of_date, or
     lookback_days before the last date the previous run covered when that is earlier (the
     runs in between were missed, or as_of_date jumped ahead), so no date is skipped.
     last_date_sql: a scalar query on {{ this }} for the last date it covers (null: empty). -#}
 {% macro incremental_window_start_date(last_date_sql) -%}
-least(
-    {{ incremental_start_date() }},
-    coalesce(({{ last_date_sql }}) - {{ var("lookback_days") }}, {{ incremental_start_date() }})
-)
+{{ constant_of(
+    "select least(" ~ incremental_start_date() ~ ", coalesce((" ~ last_date_sql ~ ") - "
+    ~ var("lookback_days") ~ ", " ~ incremental_start_date() ~ "))",
+    'date'
+) }}
 {%- endmacro %}
 
 {#- The same, as the instant of that local midnight. -#}
@@ -74,6 +94,24 @@ least(
     in the future cannot hide the rows after it. watermark_sql: a scalar query on {{ this }}
     (null: empty). -#}
 {% macro arrived_after(watermark_sql) -%}
-(least(coalesce(({{ watermark_sql }}), '-infinity'::timestamptz), {{ as_of_end() }})
-    - interval '{{ var("arrival_margin_minutes") }} minutes')
+{{ constant_of(
+    "select least(coalesce((" ~ watermark_sql ~ "), '-infinity'::timestamptz), " ~ as_of_end()
+    ~ ") - interval '" ~ var("arrival_margin_minutes") ~ " minutes'",
+    'timestamptz'
+) }}
+{%- endmacro %}
+
+{#- The values of a one-column query as a SQL list of constants of `type`, for `x in (...)`
+    (an empty list is `(null)`, which matches nothing); the subquery itself in unit tests. -#}
+{% macro constant_list(sql, type) -%}
+    {%- if execute and model.resource_type != 'unit_test' -%}
+        {%- set values = run_query("select distinct cast(v as text) from (" ~ sql ~ ") as q(v) where v is not null order by 1").columns[0].values() -%}
+        {%- if values | length == 0 -%}
+            (cast(null as {{ type }}))
+        {%- else -%}
+            ({% for v in values %}cast('{{ v }}' as {{ type }}){{ ', ' if not loop.last }}{% endfor %})
+        {%- endif -%}
+    {%- else -%}
+        ({{ sql }})
+    {%- endif -%}
 {%- endmacro %}

@@ -20,6 +20,7 @@ from orchestration.dbt.project import dbt_project
 from orchestration.resources import WarehouseResource, platform_settings
 from seeds_gen.scenarios import today_local
 from vedfin.dbt import (
+    SKIP_UNIT_TESTS,
     as_of_env,
     dbt_executable,
     events_left_out,
@@ -92,7 +93,7 @@ def dbt_models(
     url = warehouse.url()
     as_of = config_date(config.as_of, "as_of") or today_local()
     os.environ.update(as_of_env(as_of))  # the models read it as they run (keeps partial parsing)
-    args = ["build"]
+    args = ["build", *SKIP_UNIT_TESTS]
     reason = None if config.full_refresh else full_refresh_reason(url, as_of)
     if reason:
         context.log.info(f"{reason}: --full-refresh")

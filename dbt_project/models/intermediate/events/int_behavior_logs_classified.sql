@@ -10,6 +10,10 @@
             {'columns': ['user_id', 'occurred_at']},
             {'columns': ['ingested_at']},
         ],
+        post_hook=[
+            "{{ ensure_constraints(this, checks={'reason': 'reason in ' ~ rejection_reasons()},
+                                   not_null=['event_id', 'reason', 'is_valid']) }}",
+        ],
     )
 }}
 {#-
@@ -17,19 +21,18 @@
     The one place that applies the contract's "Which events count" rules, in order:
     unknown_user, unknown_event_type, future_timestamp, before_signup, duplicate.
 
-    Incremental runs reclassify
-    - the events of the lookback window (local dates from as_of_date - lookback_days, or
-      from lookback_days before the last date the previous run classified when runs were
-      missed): events that were in the future at the last run count once their date has come;
-    - every event that arrived since the last run, whatever its date or id: its ingested_at
-      is at or after the latest one already here minus arrival_margin_minutes (the same
-      rule every incremental model downstream uses, so they all see the same arrivals).
-      An event written with an older ingested_at and dated before the window (a backfill)
-      is left out until a full refresh; `vedfin build` counts such events;
-    - every raw event sharing (user_id, occurred_at) with those (an index lookup), so the
-      duplicate rule sees all copies of an event, a late copy of an old one included.
-    The plan is one pass over the raw log with constant bounds (no IN-subquery inside an OR,
-    which PostgreSQL 15/16 can run as a nested scan per row) plus one indexed join.
+    Incremental runs classify again only what can have changed since the last run:
+    - every event that arrived since then, whatever its date or id: its ingested_at is at
+      or after the latest one already here minus arrival_margin_minutes (the rule every
+      incremental model downstream uses too, so they all see the same arrivals);
+    - the events that were in the future at the last run (their date may have come);
+    - every raw event sharing (user_id, occurred_at) with those, found through the raw
+      index on (user_id, occurred_at), so the duplicate rule sees every copy of an event,
+      a late copy of an old one included.
+    An event written with an ingested_at older than that (a backfill that stamps the past)
+    is left out until a full refresh; `vedfin build` counts such events.
+    The plan: one pass over the raw log with a constant bound, index lookups, no IN
+    (subquery) inside an OR (which PostgreSQL 15/16 can run as a scan per row).
 -#}
 
 {%- set columns = ['event_id', 'user_id', 'session_id', 'event_type', 'course_id', 'lesson_id',
@@ -37,38 +40,41 @@
 
 with
 {% if is_incremental() %}
-bounds as materialized (
-    select
-        {{ incremental_window_start(
-            "select max(local_date) from " ~ this ~ " where reason <> 'future_timestamp'"
-        ) }} as window_start,
-        {{ arrived_after("select max(ingested_at) from " ~ this) }} as arrived_after
-),
-
-direct as materialized (
+{%- set arrived = arrived_after("select max(ingested_at) from " ~ this) %}
+{%- set last_date = constant_of(
+    "select max(local_date) from " ~ this ~ " where reason <> 'future_timestamp'", 'date'
+) %}
+changed as materialized (
     select {% for c in columns %}events.{{ c }}{{ ', ' if not loop.last }}{% endfor %}
     from {{ ref('stg_app__behavior_logs') }} as events
-    cross join bounds
-    where events.occurred_at >= bounds.window_start
-        or events.ingested_at >= bounds.arrived_after
+    where events.ingested_at >= {{ arrived }}
+    union all
+    select {% for c in columns %}events.{{ c }}{{ ', ' if not loop.last }}{% endfor %}
+    from {{ this }} as previous
+    inner join {{ ref('stg_app__behavior_logs') }} as events on events.event_id = previous.event_id
+    where previous.local_date > {{ last_date }}
+        and previous.reason = 'future_timestamp'
+        and events.ingested_at < {{ arrived }}
 ),
 
-arrived_keys as materialized (
-    select distinct direct.user_id, direct.occurred_at
-    from direct
-    cross join bounds
-    where direct.occurred_at < bounds.window_start
-        and direct.user_id is not null
+changed_keys as materialized (
+    select distinct user_id, occurred_at
+    from changed
+    where user_id is not null
 ),
 
 candidates as (
-    select * from direct
-    union
-    select {% for c in columns %}events.{{ c }}{{ ', ' if not loop.last }}{% endfor %}
-    from {{ ref('stg_app__behavior_logs') }} as events
-    inner join arrived_keys
-        on arrived_keys.user_id = events.user_id
-        and arrived_keys.occurred_at = events.occurred_at
+    select copies.*
+    from changed_keys
+    cross join lateral (
+        select {% for c in columns %}events.{{ c }}{{ ', ' if not loop.last }}{% endfor %}
+        from {{ ref('stg_app__behavior_logs') }} as events
+        where events.user_id = changed_keys.user_id
+            and events.occurred_at = changed_keys.occurred_at
+        offset 0  -- keep it a per-key index lookup, never a hash of the whole log
+    ) as copies
+    union all
+    select * from changed where user_id is null
 ),
 {% else %}
 candidates as (

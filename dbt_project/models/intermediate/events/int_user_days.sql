@@ -19,26 +19,17 @@
     missed) and every date with an event ingested since the previous run (late events).
 -#}
 
-with
-{% if is_incremental() %}
-changed_dates as (
-    select cast(day as date) as local_date
-    from generate_series(
-        {{ incremental_window_start_date("select max(activity_date) from " ~ this) }},
-        {{ as_of_date() }},
-        interval '1 day'
-    ) as day
-    union
-    select distinct local_date
-    from {{ ref('int_behavior_logs_classified') }}
-    where ingested_at >= {{ arrived_after("select max(last_ingested_at) from " ~ this) }}
-),
-{% endif %}
-
-events as (
+with events as (
     select * from {{ ref('int_events_valid') }}
     {% if is_incremental() %}
-    where local_date in (select local_date from changed_dates)
+    where local_date in {{ constant_list(
+        "select cast(day as date) from generate_series("
+        ~ incremental_window_start_date("select max(activity_date) from " ~ this) ~ ", "
+        ~ as_of_date() ~ ", interval '1 day') as day"
+        ~ " union select local_date from " ~ ref('int_behavior_logs_classified')
+        ~ " where ingested_at >= " ~ arrived_after("select max(last_ingested_at) from " ~ this),
+        'date'
+    ) }}
     {% endif %}
 )
 

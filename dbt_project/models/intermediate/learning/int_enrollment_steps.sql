@@ -1,3 +1,4 @@
+{{ config(materialized='table', indexes=[{'columns': ['enrollment_id'], 'unique': true}]) }}
 {#-
     One row per enrollment that counts (enrolled on or after signup, local date on or
     before as_of_date), with the funnel steps inside that course:

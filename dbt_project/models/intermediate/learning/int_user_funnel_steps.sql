@@ -1,3 +1,4 @@
+{{ config(materialized='table', indexes=[{'columns': ['user_id'], 'unique': true}]) }}
 {#-
     One row per user who counts, with the time of each ordered learning-funnel step.
     Each step happens within funnel_window_days of signup and at or after the previous one:

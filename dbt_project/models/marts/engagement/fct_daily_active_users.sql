@@ -28,10 +28,11 @@ with bounds as (
             min(signup_date),
             least(
                 {{ incremental_window_start_date("select max(activity_date) from " ~ this) }},
-                (
-                    select min(local_date) from {{ ref('int_events_valid') }}
-                    where ingested_at >= {{ arrived_after("select max(last_ingested_at) from " ~ this) }}
-                )
+                {{ constant_of(
+                    "select min(local_date) from " ~ ref('int_events_valid')
+                    ~ " where ingested_at >= " ~ arrived_after("select max(last_ingested_at) from " ~ this),
+                    'date'
+                ) }}
             )
         ) as first_date,
         {% else %}

@@ -16,12 +16,12 @@
     One row per user with a valid event: input for AI personalisation.
     Ties: preferred_hour takes the earliest hour, preferred_day_of_week the lowest ISO day,
     favorite_category the alphabetically first category.
-    Incremental runs recompute, from their whole history, the users with a valid event
-    or a lesson started or completed in the lookback window (reaching back to before the
-    last active date already here when runs were missed) or with an event ingested since
-    the previous run (late events); the post-hook then moves everyone's
-    days_since_last_active to the new as_of_date. last_ingested_at: the latest ingested_at
-    of the user's valid events.
+    Incremental runs recompute, from their whole history, the users whose facts changed
+    since the previous run: a valid event dated after the last active date already here
+    (about the previous as_of_date; earlier when runs were missed), an event ingested or
+    a lesson started or updated since the previous run (late events included).
+    The post-hook then moves everyone's days_since_last_active to the new as_of_date.
+    last_ingested_at: the latest ingested_at of the user's valid events.
 -#}
 
 with users as (
@@ -29,37 +29,74 @@ with users as (
 ),
 
 {% if is_incremental() %}
-{%- set last_covered = "select max(last_active_date) from " ~ this %}
+{#- What can have changed since the previous run: events dated after the last active date
+    already here (about the previous as_of_date; earlier when runs were missed, minus
+    lookback_days): future then, valid now; events and lesson progress written since the
+    previous run (ingested_at, updated_at or started_at at or after the arrival mark). -#}
+{%- set since = "coalesce(" ~ constant_of("select max(last_active_date) from " ~ this, 'date')
+    ~ " - " ~ var("lookback_days") ~ ", " ~ incremental_start_date() ~ ")" %}
+{%- set arrived = arrived_after("select max(last_ingested_at) from " ~ this) %}
 touched as (
     select user_id from {{ ref('int_user_days') }}
-    where activity_date >= {{ incremental_window_start_date(last_covered) }}
+    where activity_date > {{ since }}
     union
     select user_id from {{ ref('stg_app__user_progress') }}
-    where updated_at >= {{ incremental_window_start(last_covered) }}
-        or started_at >= {{ incremental_window_start(last_covered) }}
+    where updated_at >= {{ arrived }} or started_at >= {{ arrived }}
     union
     select user_id from {{ ref('int_events_valid') }}
-    where ingested_at >= {{ arrived_after("select max(last_ingested_at) from " ~ this) }}
+    where ingested_at >= {{ arrived }}
 ),
 {% endif %}
 
 events as (
+    {% if is_incremental() %}
+    select history.*
+    from touched
+    inner join users on users.user_id = touched.user_id
+    cross join lateral (
+        select * from {{ ref('int_events_valid') }} as events
+        where events.user_id = touched.user_id
+        offset 0  -- one index range scan per user, never a scan of the whole log
+    ) as history
+    {% else %}
     select events.*
     from {{ ref('int_events_valid') }} as events
     inner join users on users.user_id = events.user_id
-    {% if is_incremental() %}
-    where events.user_id in (select user_id from touched)
     {% endif %}
+),
+
+{#- One pass over the events: counts per (user, local date), (user, local hour) and (user,
+    course category), with grouping sets; every per-user figure comes from these. -#}
+facets as (
+    select
+        events.user_id,
+        events.local_date,
+        events.local_hour,
+        courses.category,
+        grouping(events.local_date, events.local_hour, courses.category) as facet,
+        count(*) as events,
+        max(events.ingested_at) as last_ingested_at
+    from events
+    left join {{ ref('stg_app__courses') }} as courses on courses.course_id = events.course_id
+    group by grouping sets (
+        (events.user_id, events.local_date),
+        (events.user_id, events.local_hour),
+        (events.user_id, courses.category)
+    )
+),
+
+by_date as (
+    select * from facets where facet = 3  -- (user_id, local_date)
 ),
 
 totals as (
     select
         user_id,
-        count(*) as total_events,
-        count(distinct local_date) as active_days,
+        sum(events) as total_events,
+        count(*) as active_days,
         max(local_date) as last_active_date,
-        max(ingested_at) as last_ingested_at
-    from events
+        max(last_ingested_at) as last_ingested_at
+    from by_date
     group by user_id
 ),
 
@@ -76,25 +113,26 @@ sessions as (
 
 hours as (
     select distinct on (user_id) user_id, local_hour as preferred_hour
-    from (select user_id, local_hour, count(*) as n from events group by 1, 2) as by_hour
-    order by user_id, n desc, local_hour asc
+    from facets
+    where facet = 5  -- (user_id, local_hour)
+    order by user_id, events desc, local_hour asc
 ),
 
 days as (
     select distinct on (user_id) user_id, local_iso_dow as preferred_day_of_week
-    from (select user_id, local_iso_dow, count(*) as n from events group by 1, 2) as by_day
+    from (
+        select user_id, cast(extract(isodow from local_date) as integer) as local_iso_dow, sum(events) as n
+        from by_date
+        group by 1, 2
+    ) as by_day
     order by user_id, n desc, local_iso_dow asc
 ),
 
 categories as (
     select distinct on (user_id) user_id, category as favorite_category
-    from (
-        select events.user_id, courses.category, count(*) as n
-        from events
-        inner join {{ ref('stg_app__courses') }} as courses on courses.course_id = events.course_id
-        group by 1, 2
-    ) as by_category
-    order by user_id, n desc, category asc
+    from facets
+    where facet = 6 and category is not null  -- (user_id, category)
+    order by user_id, events desc, category asc
 ),
 
 lessons as (
