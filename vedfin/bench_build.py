@@ -312,7 +312,12 @@ def run(
     console.print("dbt build --full-refresh ...")
     full = _timed(bench_settings, "build", END, "--full-refresh")
     rows.append(
-        Row("dbt build, full refresh (models + data tests)", f"{full:.1f} s", "< 60 s", full < 60)
+        Row(
+            "dbt build, full refresh (models + data tests)",
+            f"{full:.1f} s",
+            "< 60 s" if spec.users <= 10_000 else "",
+            full < 60 if spec.users <= 10_000 else None,
+        )
     )
     load_append(url, 1)
     day2 = END + timedelta(days=1)
