@@ -22,10 +22,16 @@ points as (
     having sum(points) > 0
 ),
 
+{#- A current streak ends on as_of_date or the day before, so only users active on one of
+    those days can have one (the others get 0): their days are the only ones numbered. -#}
 active_days as (
     select user_id, activity_date
     from {{ ref('int_user_days') }}
     where activity_date <= {{ as_of_date() }}
+        and user_id in (
+            select user_id from {{ ref('int_user_days') }}
+            where activity_date between {{ as_of_date() }} - 1 and {{ as_of_date() }}
+        )
         and user_id in (select user_id from points)
 ),
 
