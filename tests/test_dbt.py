@@ -6,9 +6,7 @@ resolved server (the embedded PostgreSQL 18 by default) and a throwaway PostgreS
 
 from __future__ import annotations
 
-import os
 from datetime import date
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -18,7 +16,7 @@ from tests.conftest import ROOT, _recreate_database, run_cli
 from tests.pg_servers import Server
 from tests.test_seeds_gen import REASONS_SQL
 from vedfin.bench_build import MARTS
-from vedfin.config import with_database
+from vedfin.config import Settings, with_database
 
 END = date(2026, 11, 20)
 INCREMENTAL = ("int_behavior_logs_classified", "int_user_days", "int_sessions")
@@ -476,12 +474,15 @@ def test_an_older_server_is_refused_in_one_line() -> None:
     require_supported_version(150020, "postgresql://u@db.example.com:5432/vedfin")
 
 
-def test_unique_and_not_null_tests_skip_only_what_the_catalog_proves(pg_server: Server) -> None:
+def test_unique_and_not_null_tests_skip_only_what_the_catalog_proves(
+    pg_server: Server, settings: Settings
+) -> None:
     """The project's unique / not_null tests (macros/tests_enforced.sql) return no rows
     without scanning when a unique index / NOT NULL constraint enforces the rule, and
     still find every violation on a table without them (a foreign database)."""
-    import subprocess
-    import sys
+    from dataclasses import replace
+
+    from vedfin.dbt import run_dbt
 
     url = _db(pg_server, "vedfin_dbt_catalog_tests")
     with psycopg.connect(url, autocommit=True) as conn:
@@ -492,28 +493,22 @@ def test_unique_and_not_null_tests_skip_only_what_the_catalog_proves(pg_server: 
         )
         conn.execute("create table scratch.strict (id bigint primary key, ts timestamptz not null)")
         conn.execute("insert into scratch.strict values (1, now()), (2, now())")
-    from vedfin.config import DBT_PROFILES_DIR, DBT_PROJECT_DIR
+    on_server = replace(settings, database_url=url)
 
     def compiled(macro: str, table: str, column: str) -> str:
         relation = (
             f"api.Relation.create(database=target.database, schema='scratch', identifier='{table}')"
         )
-        params = psycopg.conninfo.conninfo_to_dict(url)
-        env = {
-            **os.environ,
-            "PGHOST": str(params.get("host", "127.0.0.1")),
-            "PGPORT": str(params.get("port", 5432)),
-            "PGUSER": str(params.get("user", "postgres")),
-            "PGDATABASE": str(params["dbname"]),
-            "DBT_TARGET": "test",
-        }
-        done = subprocess.run(
-            [str(Path(sys.executable).parent / "dbt"), "compile", "--quiet", "--inline",
-             f"{{{{ {macro}({relation}, '{column}') }}}}", "--project-dir", str(DBT_PROJECT_DIR),
-             "--profiles-dir", str(DBT_PROFILES_DIR)],
-            capture_output=True, text=True, env=env, check=False,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        done = run_dbt(
+            on_server,
+            "compile",
+            "--quiet",
+            "--inline",
+            f"{{{{ {macro}({relation}, '{column}') }}}}",
+            target="test",
+            capture=True,
+        )
+        assert done.returncode == 0, (done.stdout or "")[-2000:] + (done.stderr or "")[-2000:]
         return done.stdout
 
     with psycopg.connect(url) as conn:

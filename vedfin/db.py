@@ -24,8 +24,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 META_SCHEMA = "vedfin_meta"
 _NAME = re.compile(r"^V(\d{3})__([a-z0-9_]+)\.sql$")
 SUPPORTED_MAJORS = (15, 16, 17, 18)
-"""PostgreSQL major versions the project is tested on (make test runs the dbt suite on
-15 and 18); older ones are refused, newer ones get a warning."""
+"""PostgreSQL major versions the project supports (make test runs the dbt suite on 15 and
+18); older ones are refused by `connect`, newer ones are accepted, untested."""
 
 
 def describe_target(url: str) -> str:

@@ -157,9 +157,10 @@ def build(
 def events_left_out(url: str) -> int:
     """Raw events that no incremental run has classified yet (0 when nothing is built).
 
-    An incremental run picks up the events of the lookback window and every event ingested
-    since the previous run (by ingested_at); a row written later with an older ingested_at
-    and an older date (a backfill) is only counted by a full refresh.
+    An incremental run classifies the events ingested since the previous run (by
+    ingested_at) and those that were in the future then; a row written later with an
+    ingested_at older than that (a backfill that stamps the past) is only counted by a
+    full refresh.
     """
     from vedfin.db import connect
 
@@ -188,6 +189,6 @@ def events_left_out(url: str) -> int:
 def left_out_message(count: int) -> str:
     return (
         f"{count:,} raw events are not counted yet: they were written with an ingested_at older "
-        "than the previous build had seen and are dated before the lookback window (a "
-        "backfill); `vedfin build --full-refresh` counts them"
+        "than the previous build had already seen (a backfill that stamps the past); "
+        "`vedfin build --full-refresh` counts them"
     )

@@ -82,11 +82,6 @@ cast(date_trunc('week', {{ date_expr }}) as date)
 ) }}
 {%- endmacro %}
 
-{#- The same, as the instant of that local midnight. -#}
-{% macro incremental_window_start(last_date_sql) -%}
-(({{ incremental_window_start_date(last_date_sql) }})::timestamp at time zone {{ reporting_tz() }})
-{%- endmacro %}
-
 {#- Incremental runs also pick up every event ingested since the previous run, whatever its
     date: events whose ingested_at is at or after the latest ingested_at the model has
     already processed, minus arrival_margin_minutes (rows of transactions that committed

@@ -14,9 +14,10 @@
 {#-
     One row per (user, local date) with at least one valid event: the user was active.
     last_ingested_at: the latest ingested_at of that day's valid events.
-    Incremental runs replace whole dates (unique_key activity_date): the dates of the
-    lookback window (reaching back to before the last date already here when runs were
-    missed) and every date with an event ingested since the previous run (late events).
+    Incremental runs replace whole dates (unique_key activity_date): the dates from the
+    last one already here (lookback_days earlier; every date in between when runs were
+    missed) to as_of_date, and every date with an event ingested since the previous run
+    (late events).
 -#}
 
 with events as (

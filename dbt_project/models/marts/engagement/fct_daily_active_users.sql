@@ -15,9 +15,9 @@
     user covers the dates a .. min(next active day - 1, a + 6 or 29), so coverage is a
     running sum of +1/-1 marks (one pass, no date x user join).
     last_ingested_at: the latest ingested_at of the date's valid events.
-    Incremental runs recompute the dates from the start of the lookback window (reaching
-    back to before the last date already here when runs were missed, so every date is
-    present), or from the earliest date of an event ingested since the previous run when
+    Incremental runs recompute the dates from the last one already here (lookback_days
+    earlier; its is_complete flips, and when runs were missed every date in between is
+    filled), or from the earliest date of an event ingested since the previous run when
     that is earlier (a late event changes wau and mau of the 29 dates after it too).
 -#}
 

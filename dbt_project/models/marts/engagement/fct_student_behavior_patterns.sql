@@ -33,8 +33,7 @@ with users as (
     already here (about the previous as_of_date; earlier when runs were missed, minus
     lookback_days): future then, valid now; events and lesson progress written since the
     previous run (ingested_at, updated_at or started_at at or after the arrival mark). -#}
-{%- set since = "coalesce(" ~ constant_of("select max(last_active_date) from " ~ this, 'date')
-    ~ " - " ~ var("lookback_days") ~ ", " ~ incremental_start_date() ~ ")" %}
+{%- set since = incremental_window_start_date("select max(last_active_date) from " ~ this) %}
 {%- set arrived = arrived_after("select max(last_ingested_at) from " ~ this) %}
 touched as (
     select user_id from {{ ref('int_user_days') }}
