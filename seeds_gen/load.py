@@ -36,7 +36,7 @@ from seeds_gen.simulate import (
     Window,
     local_midnight_us,
 )
-from vedfin.db import connect, describe_target, init_db
+from vedfin.db import app_is_platforms, connect, describe_target, init_db
 from vedfin.errors import UnsafeOperation, VedfinError
 
 APP_TABLES = (
@@ -328,6 +328,11 @@ def check_safe(
         raise UnsafeOperation(
             "refusing to write synthetic data to the prod target; "
             "pass --force if you really mean it"
+        )
+    if app_is_platforms(conn):
+        raise UnsafeOperation(
+            f"schema app at {describe_target(url)} belongs to the platform (it was there "
+            "before vedfin): the generator never writes it; generate into a database of its own"
         )
     if append:
         return

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from seeds_gen.reference import catalog
-from seeds_gen.simulate import LOCAL_OFFSET_US, US, Window, local_midnight_us
+from seeds_gen.simulate import US, Window, local_midnight_us
+from vedfin.calendar import today_local
 
 SCENARIOS: dict[str, dict[str, int]] = {
     "test": {"users": 20, "courses": 5, "days": 30},
@@ -16,11 +17,6 @@ SCENARIOS: dict[str, dict[str, int]] = {
 }
 DEFAULT_SEED = 20261122
 CHUNK_USERS = 2000
-
-
-def today_local() -> date:
-    now_us = int(datetime.now(UTC).timestamp() * US)
-    return date(1970, 1, 1) + timedelta(days=(now_us + LOCAL_OFFSET_US) // (86400 * US))
 
 
 @dataclass(frozen=True)

@@ -114,12 +114,21 @@ def db() -> None:
 
 @db.command("init")
 def db_init() -> None:
-    """Apply the versioned migrations of `app` (idempotent; refuses on drift)."""
+    """Apply the versioned migrations (idempotent; refuses on drift).
+
+    On the platform's own database, where the schema app was there before vedfin, the app
+    migration is not applied: app is checked against the data contract and only vedfin's
+    bookkeeping (schema vedfin_meta) is created."""
     from vedfin.db import describe_target, init_db
 
     settings = resolve()
     result = init_db(settings.database_url)
     where = describe_target(settings.database_url)
+    if result.platform_app:
+        console.print(
+            f"{where}: schema app belongs to the platform and follows the contract; "
+            "vedfin reads it and never writes it"
+        )
     if result.applied:
         console.print(
             f"applied {len(result.applied)} migration(s) to {where}: " + ", ".join(result.applied)

@@ -125,10 +125,104 @@ def schema_fingerprint(conn: psycopg.Connection) -> list[str]:
     return sorted(row[0] for row in conn.execute(FINGERPRINT_SQL).fetchall())
 
 
+APP_MIGRATION = "001"
+"""The migration that creates the platform's tables; every later one is vedfin's own
+bookkeeping (schema vedfin_meta)."""
+PLATFORM_CHECKSUM = "platform"
+"""Recorded for the app migration when the schema app was there before vedfin: the
+platform owns it, vedfin only reads it (and checks it against the contract)."""
+
+CONTRACT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "users": (
+        "id",
+        "email",
+        "full_name",
+        "phone",
+        "province",
+        "birth_year",
+        "persona",
+        "signup_channel",
+        "created_at",
+        "deleted_at",
+    ),
+    "courses": ("id", "slug", "title", "category", "level", "published_at"),
+    "lessons": (
+        "id",
+        "course_id",
+        "position",
+        "title",
+        "content_type",
+        "duration_minutes",
+        "points",
+    ),
+    "enrollments": ("id", "user_id", "course_id", "enrolled_at"),
+    "user_progress": (
+        "id",
+        "user_id",
+        "lesson_id",
+        "course_id",
+        "status",
+        "progress_pct",
+        "time_spent_seconds",
+        "started_at",
+        "completed_at",
+        "updated_at",
+    ),
+    "behavior_logs": (
+        "id",
+        "user_id",
+        "session_id",
+        "event_type",
+        "course_id",
+        "lesson_id",
+        "occurred_at",
+        "duration_seconds",
+        "properties",
+        "device",
+        "ingested_at",
+    ),
+    "achievements": ("id", "code", "name", "points"),
+    "user_achievements": ("user_id", "achievement_id", "unlocked_at"),
+    "streaks": ("user_id", "current_days", "longest_days", "last_active_date"),
+    "buddy_groups": ("id", "name", "created_at"),
+    "buddy_group_members": ("group_id", "user_id", "joined_at"),
+}
+"""The raw tables and columns the contract (../shared/CONTRACT.md) fixes."""
+
+
+def contract_gaps(conn: psycopg.Connection) -> list[str]:
+    """What the schema app lacks of the contract's tables and columns (empty: it follows it)."""
+    present = {
+        (t, c)
+        for t, c in conn.execute(
+            "select table_name, column_name from information_schema.columns "
+            "where table_schema = 'app'"
+        ).fetchall()
+    }
+    tables = {t for t, _ in present}
+    gaps = []
+    for table, columns in CONTRACT_COLUMNS.items():
+        if table not in tables:
+            gaps.append(f"table app.{table}")
+            continue
+        gaps += [f"column app.{table}.{c}" for c in columns if (table, c) not in present]
+    return gaps
+
+
+def app_is_platforms(conn: psycopg.Connection) -> bool:
+    """True when the schema app belongs to the platform (it was there before vedfin)."""
+    row = conn.execute(
+        f"select checksum from {META_SCHEMA}.schema_migrations where version = %s",
+        (APP_MIGRATION,),
+    ).fetchone()
+    return row is not None and row[0] == PLATFORM_CHECKSUM
+
+
 @dataclass
 class InitResult:
     applied: list[str]
     already: list[str]
+    platform_app: bool = False
 
 
 def _app_tables(conn: psycopg.Connection) -> list[str]:
@@ -179,14 +273,14 @@ def init_db(url: str) -> InitResult:
         recorded = conn.execute(f"select fingerprint from {META_SCHEMA}.schema_state").fetchone()
 
         if not applied and _app_tables(conn):
-            raise SchemaMismatch(
-                f"schema app at {describe_target(url)} already holds tables "
-                f"({', '.join(_app_tables(conn)[:5])}...) that vedfin did not create; "
-                "refusing to migrate over it. Point DATABASE_URL at another database "
-                "or drop the schema yourself."
-            )
+            _adopt_platform_schema(conn, url)
+            applied[APP_MIGRATION] = PLATFORM_CHECKSUM
+        platform_app = applied.get(APP_MIGRATION) == PLATFORM_CHECKSUM
+        if platform_app:
+            _require_contract(conn, url)
         for m in migrations():
-            if m.version in applied and applied[m.version] != m.checksum:
+            allowed = {m.checksum, PLATFORM_CHECKSUM if m.version == APP_MIGRATION else ""}
+            if applied.get(m.version, m.checksum) not in allowed:
                 raise SchemaMismatch(
                     f"migration V{m.version}__{m.name} was applied with a different checksum; "
                     "migrations are immutable: add a new one instead of editing an old one"
@@ -200,7 +294,7 @@ def init_db(url: str) -> InitResult:
                     "Refusing to continue; restore the schema or recreate the database."
                 )
 
-        result = InitResult(applied=[], already=[])
+        result = InitResult(applied=[], already=[], platform_app=platform_app)
         for m in migrations():
             if m.version in applied:
                 result.already.append(m.path.name)
@@ -212,7 +306,7 @@ def init_db(url: str) -> InitResult:
                 (m.version, m.name, m.checksum),
             )
             result.applied.append(m.path.name)
-        if result.applied or recorded is None:
+        if not platform_app and (result.applied or recorded is None):
             conn.execute(
                 f"""insert into {META_SCHEMA}.schema_state (id, fingerprint) values (true, %s)
                     on conflict (id) do update set fingerprint = excluded.fingerprint,
@@ -221,6 +315,27 @@ def init_db(url: str) -> InitResult:
             )
         conn.commit()
     return result
+
+
+def _adopt_platform_schema(conn: psycopg.Connection, url: str) -> None:
+    """The schema app was there before vedfin: the platform's. Check it against the contract
+    and record that vedfin only reads it (no app migration, no drift fingerprint)."""
+    _require_contract(conn, url)
+    conn.execute(
+        f"insert into {META_SCHEMA}.schema_migrations (version, name, checksum) "
+        "values (%s, 'app_schema owned by the platform', %s)",
+        (APP_MIGRATION, PLATFORM_CHECKSUM),
+    )
+
+
+def _require_contract(conn: psycopg.Connection, url: str) -> None:
+    gaps = contract_gaps(conn)
+    if gaps:
+        listed = ", ".join(gaps[:8]) + (f" and {len(gaps) - 8} more" if len(gaps) > 8 else "")
+        raise SchemaMismatch(
+            f"schema app at {describe_target(url)} does not follow the data contract: "
+            f"missing {listed}. vedfin reads the platform's tables as CONTRACT.md fixes them."
+        )
 
 
 def check_schema(url: str) -> None:
@@ -238,5 +353,7 @@ def check_schema(url: str) -> None:
         pending = {m.version for m in migrations()} - {r[0] for r in rows}
         if pending:
             raise SchemaMismatch(f"migrations pending ({sorted(pending)}): run `vedfin db init`")
-        if recorded is not None and schema_fingerprint(conn) != recorded[0]:
+        if app_is_platforms(conn):
+            _require_contract(conn, url)
+        elif recorded is not None and schema_fingerprint(conn) != recorded[0]:
             raise SchemaMismatch("schema app differs from its migrations: run `vedfin db init`")

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
+import psycopg
+
+from vedfin.calendar import today_local
 from vedfin.config import DBT_PROFILES_DIR, DBT_PROJECT_DIR, Settings, env_exports
+from vedfin.db import connect, describe_target
 from vedfin.errors import VedfinError
 
 
@@ -32,6 +40,92 @@ def as_of_env(as_of: date | None) -> dict[str, str]:
     return {AS_OF_ENV: as_of.isoformat() if as_of is not None else ""}
 
 
+BUILD_LOCK_KEY = 0x7665_6466_696E  # "vedfin": one dbt build at a time per database
+LOCK_TIMEOUT_ENV = "VEDFIN_BUILD_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 1800.0
+TARGET_DIR = DBT_PROJECT_DIR / "target"
+RUNS_DIR = TARGET_DIR / "runs"
+KEEP_RUN_DIRS = 10
+
+
+def lock_timeout() -> float:
+    """Seconds a build waits for another one to finish ($VEDFIN_BUILD_LOCK_TIMEOUT)."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "")
+    try:
+        return float(raw) if raw else DEFAULT_LOCK_TIMEOUT
+    except ValueError:
+        raise VedfinError(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+
+
+def _lock_holder(conn: psycopg.Connection) -> str:
+    row = conn.execute(
+        """select a.application_name, a.pid, a.client_addr::text,
+                  extract(epoch from now() - a.xact_start)::int, a.backend_start
+           from pg_locks l join pg_stat_activity a on a.pid = l.pid
+           where l.locktype = 'advisory' and l.granted
+             and l.classid = %s and l.objid = %s and l.database = (
+                 select oid from pg_database where datname = current_database())""",
+        ((BUILD_LOCK_KEY >> 32) & 0xFFFFFFFF, BUILD_LOCK_KEY & 0xFFFFFFFF),
+    ).fetchone()
+    if row is None:
+        return "another session"
+    name, pid, addr, _, started = row
+    where = f", {addr}" if addr else ""
+    return f"{name or 'a session'} (backend pid {pid}{where}, connected {started:%H:%M:%S})"
+
+
+@contextmanager
+def build_lock(
+    url: str, holder: str, *, timeout: float | None = None, say: Callable[[str], None] = print
+) -> Iterator[None]:
+    """Hold the database's dbt-build advisory lock (session level) while the block runs.
+
+    Another build (the CLI, a Dagster run, another machine) holding it makes this one wait,
+    saying for whom, up to ``timeout`` seconds, then fail with a clear message. The lock
+    goes with the connection, so a killed build never leaves it behind."""
+    timeout = lock_timeout() if timeout is None else timeout
+    conn = connect(url, autocommit=True)
+    try:
+        conn.execute("select set_config('application_name', %s, false)", (holder[:63],))
+        got = conn.execute("select pg_try_advisory_lock(%s)", (BUILD_LOCK_KEY,)).fetchone()
+        if not (got and got[0]):
+            say(
+                f"waiting for the dbt build already running on {describe_target(url)}: "
+                f"{_lock_holder(conn)}; up to {timeout:.0f} s ({LOCK_TIMEOUT_ENV})"
+            )
+            started = time.monotonic()
+            conn.execute(f"set lock_timeout = {int(timeout * 1000)}")
+            try:
+                conn.execute("select pg_advisory_lock(%s)", (BUILD_LOCK_KEY,))
+            except psycopg.errors.LockNotAvailable:
+                raise VedfinError(
+                    f"gave up after {timeout:.0f} s waiting for another dbt build on "
+                    f"{describe_target(url)} ({_lock_holder(conn)}); run again when it has "
+                    f"finished, or raise {LOCK_TIMEOUT_ENV}"
+                ) from None
+            say(f"the other build finished; starting after {time.monotonic() - started:.1f} s")
+        yield
+    finally:
+        conn.close()  # releases the session lock
+
+
+def run_target_path(command: str) -> Path:
+    """A target folder of this invocation's own under target/runs/, seeded with the
+    project's partial parse so dbt does not parse everything again; the oldest run
+    folders beyond the last few are removed."""
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    path = RUNS_DIR / f"{command}-{stamp}-{os.getpid()}"
+    path.mkdir()
+    partial = TARGET_DIR / "partial_parse.msgpack"
+    if partial.exists():
+        shutil.copy2(partial, path / partial.name)
+    old = sorted(RUNS_DIR.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEEP_RUN_DIRS]
+    for stale in old:
+        shutil.rmtree(stale, ignore_errors=True)
+    return path
+
+
 def run_dbt(
     settings: Settings,
     command: str,
@@ -39,11 +133,17 @@ def run_dbt(
     as_of: date | None = None,
     target: str | None = None,
     capture: bool = False,
+    own_target_path: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """``dbt <command>`` in dbt_project/ with the project's profiles and the resolved env."""
+    """``dbt <command>`` in dbt_project/ with the project's profiles and the resolved env.
+
+    ``own_target_path``: write artifacts under target/runs/<invocation>/ instead of
+    target/, so invocations running at the same time never share files."""
     env = {**os.environ, **env_exports(settings), **as_of_env(as_of)}
     if target:
         env["DBT_TARGET"] = target
+    if own_target_path:
+        env["DBT_TARGET_PATH"] = str(run_target_path(command))
     cmd = [
         dbt_executable(),
         command,
@@ -60,8 +160,6 @@ def run_dbt(
 
 
 def latest_fresh_run(url: str) -> int | None:
-    from vedfin.db import connect
-
     with connect(url) as conn:
         row = conn.execute(
             "select max(run_id) from vedfin_meta.seed_runs where mode = 'fresh'"
@@ -76,8 +174,6 @@ def full_refresh_reason(url: str, as_of: date) -> str | None:
       last recorded build: ids start again, old rows would linger;
     - ``as_of`` is before the last build's: incremental models only move forward.
     """
-    from vedfin.db import connect
-
     fresh = latest_fresh_run(url)
     with connect(url) as conn:
         row = conn.execute(
@@ -91,8 +187,6 @@ def full_refresh_reason(url: str, as_of: date) -> str | None:
 
 
 def record_build(url: str, as_of: date) -> None:
-    from vedfin.db import connect
-
     fresh = latest_fresh_run(url)
     with connect(url) as conn:
         conn.execute(
@@ -119,14 +213,34 @@ def build(
     """`dbt build`; a full refresh when asked, or when the raw data was regenerated.
 
     Unit tests only with ``unit_tests`` (they test the SQL on fixed inputs, not the data)."""
-    from seeds_gen.scenarios import today_local
     from vedfin.db import check_schema
 
     check_schema(settings.database_url)
     as_of = as_of or today_local()
+    holder = f"vedfin build (pid {os.getpid()})"
+    with build_lock(settings.database_url, holder, say=_say):
+        return _build_locked(
+            settings, as_of, full_refresh, select, exclude, target, capture, unit_tests
+        )
+
+
+def _say(message: str) -> None:
+    print(f"vedfin: {message}", file=sys.stderr, flush=True)
+
+
+def _build_locked(
+    settings: Settings,
+    as_of: date,
+    full_refresh: bool,
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    target: str | None,
+    capture: bool,
+    unit_tests: bool,
+) -> subprocess.CompletedProcess[str]:
     reason = None if full_refresh else full_refresh_reason(settings.database_url, as_of)
     if reason:
-        print(f"vedfin: {reason}: full refresh", file=sys.stderr)
+        _say(f"{reason}: full refresh")
         full_refresh = True
     args: list[str] = []
     if full_refresh:
@@ -137,7 +251,9 @@ def build(
         args += ["--select", s]
     for e in exclude:
         args += ["--exclude", e]
-    result = run_dbt(settings, "build", *args, as_of=as_of, target=target, capture=capture)
+    result = run_dbt(
+        settings, "build", *args, as_of=as_of, target=target, capture=capture, own_target_path=True
+    )
     if result.returncode != 0:
         tail = ""
         if capture:
@@ -150,7 +266,7 @@ def build(
         record_build(settings.database_url, as_of)
     left_out = events_left_out(settings.database_url)
     if left_out:
-        print(f"vedfin: {left_out_message(left_out)}", file=sys.stderr)
+        _say(left_out_message(left_out))
     return result
 
 
@@ -162,8 +278,6 @@ def events_left_out(url: str) -> int:
     ingested_at older than that (a backfill that stamps the past) is only counted by a
     full refresh.
     """
-    from vedfin.db import connect
-
     with connect(url) as conn:
         exists = conn.execute(
             "select to_regclass('intermediate.int_behavior_logs_classified') is not null"

@@ -184,6 +184,7 @@ def publish(
     *,
     run_id: str = "",
     source_storage_id: int = 0,
+    source_activity: str = "",
     rows: Sequence[tuple[int, str, int, int, int]] | None = None,
 ) -> PublishResult:
     """Publish ``marts.fct_leaderboard`` (or ``rows``) as a new snapshot, atomically."""
@@ -228,6 +229,7 @@ def publish(
             "version": version,
             "run_id": run_id,
             "source_storage_id": source_storage_id,
+            "source_activity": source_activity,
             "publish_ms": round((time.perf_counter() - started) * 1000),
         }
         present = {"all_time": n_rows > 0, "weekly": n_weekly > 0, "profiles": n_rows > 0}

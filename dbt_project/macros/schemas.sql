@@ -18,7 +18,9 @@ end
 $$;
 {% endmacro %}
 
-{#- bi_reader may use marts and nothing else: raw app data and audit stay closed. -#}
+{#- bi_reader may use marts and nothing else: raw app data and audit stay closed. The grants
+    of a schema app that belongs to the platform (there before vedfin) are the platform's:
+    they are left alone. -#}
 {% macro grant_marts_usage() %}
 {% if execute %}
 do $$
@@ -26,7 +28,9 @@ begin
     if exists (select 1 from pg_namespace where nspname = 'marts') then
         execute 'grant usage on schema marts to bi_reader';
     end if;
-    if exists (select 1 from pg_namespace where nspname = 'app') then
+    if exists (select 1 from pg_namespace where nspname = 'app')
+       and not exists (select 1 from vedfin_meta.schema_migrations
+                       where version = '001' and checksum = 'platform') then
         execute 'revoke all on schema app from public, bi_reader';
         execute 'revoke all on all tables in schema app from public, bi_reader';
     end if;

@@ -1,9 +1,11 @@
 """The Redis leaderboard snapshot, published from `marts.fct_leaderboard`."""
 
+from datetime import timedelta
+
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
-from orchestration.dbt.assets import dbt_models
+from orchestration.dbt.assets import RAW_ACTIVITY, dbt_models
 from orchestration.resources import LeaderboardRedisResource, WarehouseResource
 from vedfin.errors import VedfinError
 from vedfin.leaderboard import publish
@@ -16,10 +18,22 @@ def leaderboard_check_keys() -> list[dg.AssetCheckKey]:
     return [key for key in dbt_models.check_keys if key.asset_key == FCT_LEADERBOARD]
 
 
-def latest_materialization_id(instance: dg.DagsterInstance) -> int | None:
-    """Storage id of fct_leaderboard's latest materialization (None if never)."""
+FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(minutes=10), warn_window=timedelta(minutes=6)
+)
+"""The promise: point-earning activity is in Redis within one sensor interval (300 s) plus
+the run's time. The sensor republishes when there is new activity and, when there is none,
+records that the snapshot was verified current; ten minutes without either is late."""
+
+
+def latest_leaderboard_build(instance: dg.DagsterInstance) -> tuple[int, str] | None:
+    """(storage id, raw activity fingerprint) of fct_leaderboard's latest materialization."""
     records = instance.fetch_materializations(FCT_LEADERBOARD, limit=1).records
-    return records[0].storage_id if records else None
+    if not records:
+        return None
+    materialization = records[0].asset_materialization
+    value = materialization.metadata.get(RAW_ACTIVITY) if materialization else None
+    return records[0].storage_id, str(value.value) if value is not None else ""
 
 
 def failed_checks(instance: dg.DagsterInstance) -> list[str]:
@@ -49,6 +63,7 @@ def failed_checks(instance: dg.DagsterInstance) -> list[str]:
     description="The leaderboard in Redis (sorted sets all_time and weekly, profiles, meta), "
     "swapped in atomically; what the app backend reads.",
     retry_policy=dg.RetryPolicy(max_retries=2, delay=1, backoff=dg.Backoff.EXPONENTIAL),
+    freshness_policy=FRESHNESS,
 )
 def leaderboard_snapshot(
     context: dg.AssetExecutionContext,
@@ -62,11 +77,15 @@ def leaderboard_snapshot(
             f"({', '.join(failed)}); fix the data and rebuild",
             allow_retries=False,
         )
-    source_id = latest_materialization_id(context.instance) or 0
+    source_id, activity = latest_leaderboard_build(context.instance) or (0, "")
     settings = leaderboard.settings()
     try:
         result = publish(
-            warehouse.url(), settings, run_id=context.run_id, source_storage_id=source_id
+            warehouse.url(),
+            settings,
+            run_id=context.run_id,
+            source_storage_id=source_id,
+            source_activity=activity,
         )
     except VedfinError as exc:
         raise dg.Failure(f"publishing the leaderboard failed: {exc}") from None
@@ -83,5 +102,6 @@ def leaderboard_snapshot(
             "prefix": settings.prefix,
             "as_of_date": result.as_of_date or "",
             "source_storage_id": source_id,
+            RAW_ACTIVITY: activity,
         }
     )

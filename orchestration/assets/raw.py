@@ -53,8 +53,10 @@ def _generated_before(url: str) -> bool:
             key,
             group_name="raw",
             kinds={"postgres", "python"},
-            description=f"Raw table {key.to_user_string().replace('/', '.')}, written by "
-            "seeds_gen (synthetic platform data).",
+            description=f"Raw table {key.to_user_string().replace('/', '.')}: written by the "
+            "platform's application; the pipeline observes it (rows, latest writes). "
+            "Materializing it runs the synthetic generator (dev, test, demo, benchmark; "
+            "refused on prod).",
         )
         for key in source_asset_keys()
     ],
@@ -65,7 +67,8 @@ def generate_app_data(
     context: dg.AssetExecutionContext, config: GenerateConfig, warehouse: WarehouseResource
 ) -> Iterator[dg.MaterializeResult]:
     from seeds_gen.load import LoadResult, data_end_date, load_append, load_fresh
-    from seeds_gen.scenarios import make_spec, today_local
+    from seeds_gen.scenarios import make_spec
+    from vedfin.calendar import today_local
     from vedfin.db import init_db
 
     url = warehouse.url()

@@ -18,16 +18,24 @@ from pydantic import Field
 
 from orchestration.dbt.project import dbt_project
 from orchestration.resources import WarehouseResource, platform_settings
-from seeds_gen.scenarios import today_local
+from vedfin.calendar import today_local
+from vedfin.db import init_db
 from vedfin.dbt import (
     SKIP_UNIT_TESTS,
     as_of_env,
+    build_lock,
     dbt_executable,
     events_left_out,
     full_refresh_reason,
     left_out_message,
     record_build,
 )
+from vedfin.raw import observe, point_activity
+
+DBT_POOL = "dbt"
+"""The concurrency pool of every dbt step (limit 1 in dagster.yaml): one build at a time."""
+RAW_ACTIVITY = "raw_activity"
+"""Metadata on fct_leaderboard: the point-earning raw activity it was built from."""
 
 LAYERS = ("staging", "intermediate", "marts")
 
@@ -82,6 +90,7 @@ def config_date(value: str, field: str) -> date | None:
     project=dbt_project,
     dagster_dbt_translator=translator,
     name="dbt_models",
+    pool=DBT_POOL,
 )
 def dbt_models(
     context: dg.AssetExecutionContext,
@@ -89,22 +98,58 @@ def dbt_models(
     warehouse: WarehouseResource,
     config: DbtBuildConfig,
 ) -> Iterator[Any]:
+    """`dbt build` of the selected models (their tests as checks), one build at a time.
+
+    Before dbt starts: the database's build lock (a `vedfin build` running elsewhere
+    makes this step wait), observations of the raw tables, and the fingerprint of
+    point-earning activity that fct_leaderboard is about to be built from."""
     platform_settings()  # export DATABASE_URL / PG* for dbt's profiles
     url = warehouse.url()
     as_of = config_date(config.as_of, "as_of") or today_local()
     os.environ.update(as_of_env(as_of))  # the models read it as they run (keeps partial parsing)
-    args = ["build", *SKIP_UNIT_TESTS]
-    reason = None if config.full_refresh else full_refresh_reason(url, as_of)
-    if reason:
-        context.log.info(f"{reason}: --full-refresh")
-    if config.full_refresh or reason:
-        args.append("--full-refresh")
-    yield from dbt.cli(args, context=context).stream()
-    if not context.is_subset:
-        record_build(url, as_of)
+    holder = f"dagster run {context.run_id[:8]} ({context.job_name})"
+    with build_lock(url, holder, say=context.log.info):
+        init = init_db(url)  # vedfin's bookkeeping; a platform's schema app is only checked
+        if init.applied:
+            context.log.info(f"applied migrations: {', '.join(init.applied)}")
+        activity = point_activity(url)
+        for observation in raw_observations(url, "read by the dbt build"):
+            context.log_event(observation)
+        args = ["build", *SKIP_UNIT_TESTS]
+        reason = None if config.full_refresh else full_refresh_reason(url, as_of)
+        if reason:
+            context.log.info(f"{reason}: --full-refresh")
+        if config.full_refresh or reason:
+            args.append("--full-refresh")
+        for event in dbt.cli(args, context=context).stream():
+            if isinstance(event, dg.Output) and _is_leaderboard(context, event.output_name):
+                event = event.with_metadata(
+                    {**event.metadata, RAW_ACTIVITY: activity.key(), "as_of_date": str(as_of)}
+                )
+            yield event
+        if not context.is_subset:
+            record_build(url, as_of)
     left_out = events_left_out(url)
     if left_out:
         context.log.warning(left_out_message(left_out))
+
+
+def _is_leaderboard(context: dg.AssetExecutionContext, output_name: str) -> bool:
+    return context.asset_key_for_output(output_name).path[-1] == "fct_leaderboard"
+
+
+def raw_observations(url: str, seen_by: str) -> list[dg.AssetObservation]:
+    """One observation per raw table `app/*`: rows, highest id, latest write times."""
+    keys = {key.path[-1]: key for key in source_asset_keys()}
+    return [
+        dg.AssetObservation(
+            asset_key=keys[table],
+            description=f"what the platform has written to app.{table}, {seen_by}",
+            metadata={name: value for name, value in stats.items() if value is not None},
+        )
+        for table, stats in observe(url).items()
+        if table in keys
+    ]
 
 
 @cache
