@@ -41,9 +41,13 @@ class Env:
         return LeaderboardSettings.from_env(self.server.url, "test", PREFIX)
 
 
-def _execute_job(job: str, config: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """`dagster job execute -m orchestration.definitions -j <job> -c <config>`: the CI path."""
-    args = ["job", "execute", "-m", "orchestration.definitions", "-j", job, "-c", config]
+def _execute_job(
+    job: str, config: str | None, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`dagster job execute -m orchestration.definitions -j <job> [-c <config>]`: the CI path."""
+    args = ["job", "execute", "-m", "orchestration.definitions", "-j", job]
+    if config:
+        args += ["-c", config]
     return subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), *args],
         env={**os.environ, **env},
@@ -137,7 +141,9 @@ def test_definitions_load_and_every_dbt_model_has_an_asset(orch: Env) -> None:
     assert any(a == "app/behavior_logs" for a, _ in checks), "source tests are checks too"
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
         "full_pipeline",
+        "generate_demo_data",
         "daily_refresh",
+        "refresh_leaderboard",
         "publish_leaderboard",
     }
     sensor = defs.resolve_sensor_def("leaderboard_sensor")
@@ -145,6 +151,30 @@ def test_definitions_load_and_every_dbt_model_has_an_asset(orch: Env) -> None:
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     schedule = defs.resolve_schedule_def("daily_refresh_schedule")
     assert schedule.job_name == "daily_refresh"
+    snapshot = graph.get(dg.AssetKey(["leaderboard_snapshot"]))
+    assert snapshot.freshness_policy is not None  # the UI says when the snapshot is late
+
+
+def test_no_scheduled_or_sensor_job_writes_app(orch: Env) -> None:
+    """The jobs a schedule or the sensor starts select the dbt models, their checks (the raw
+    sources' tests included) and the snapshot, never the generator's app/* assets."""
+    defs = _defs()
+    graph = defs.resolve_asset_graph()
+    started = {defs.resolve_schedule_def("daily_refresh_schedule").job_name}
+    started |= {j.name for j in defs.resolve_sensor_def("leaderboard_sensor").jobs}
+    assert started == {"daily_refresh", "refresh_leaderboard", "publish_leaderboard"}
+    for name in started:
+        keys = defs.resolve_job_def(name).asset_layer.selected_asset_keys
+        assert not [k for k in keys if k.path[0] == "app"], name
+    daily = defs.resolve_job_def("daily_refresh").asset_layer.selected_asset_keys
+    assert {k.path[0] for k in daily} >= {"staging", "intermediate", "marts"}
+    from orchestration.jobs import BUILD_AND_PUBLISH, RAW
+
+    raw_checks = [
+        k for k in BUILD_AND_PUBLISH.resolve_checks(graph) if k.asset_key.path[0] == "app"
+    ]
+    assert raw_checks, "the raw sources' dbt tests run in daily_refresh"
+    assert {k.path[0] for k in RAW.resolve(graph)} == {"app"}
 
 
 def test_full_pipeline_via_dagster_job_execute(orch: Env, instance: dg.DagsterInstance) -> None:
@@ -169,13 +199,16 @@ def test_full_pipeline_via_dagster_job_execute(orch: Env, instance: dg.DagsterIn
 
 
 def _evaluate(instance: dg.DagsterInstance, cursor: str | None = None) -> Any:
-    from orchestration.resources import LeaderboardRedisResource
+    from orchestration.resources import LeaderboardRedisResource, WarehouseResource
     from orchestration.sensors.leaderboard import leaderboard_sensor
 
     context = dg.build_sensor_context(
         instance=instance,
         cursor=cursor,
-        resources={"leaderboard": LeaderboardRedisResource(prefix=PREFIX)},
+        resources={
+            "leaderboard": LeaderboardRedisResource(prefix=PREFIX),
+            "warehouse": WarehouseResource(),
+        },
     )
     started = time.perf_counter()
     result = leaderboard_sensor(context)
@@ -184,41 +217,53 @@ def _evaluate(instance: dg.DagsterInstance, cursor: str | None = None) -> Any:
     return result
 
 
+def _skip(result: Any) -> str:
+    """The skip message of a sensor result that requested nothing (fails otherwise)."""
+    if isinstance(result, dg.SkipReason):
+        return result.skip_message or ""
+    assert isinstance(result, dg.SensorResult), result
+    assert not result.run_requests, result.run_requests
+    assert result.skip_reason is not None
+    return result.skip_reason.skip_message or ""
+
+
+def _request(result: Any) -> dg.RunRequest:
+    assert isinstance(result, dg.SensorResult), result
+    assert result.run_requests and len(result.run_requests) == 1, result
+    return result.run_requests[0]
+
+
 def _publish(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     job = _defs().resolve_job_def("publish_leaderboard")
     return job.execute_in_process(instance=instance, raise_on_error=False)
 
 
-def _new_fct_materialization(instance: dg.DagsterInstance) -> None:
-    from orchestration.assets.leaderboard import FCT_LEADERBOARD
-
-    instance.report_runless_asset_event(dg.AssetMaterialization(FCT_LEADERBOARD))
-
-
-def test_sensor_fires_on_new_materialization_once_per_window(
+def test_sensor_skips_without_new_activity_and_says_the_snapshot_is_current(
     orch: Env, instance: dg.DagsterInstance
 ) -> None:
     first = _evaluate(instance)
-    assert isinstance(first, dg.SkipReason) and "up to date" in (first.skip_message or "")
+    assert "no new point-earning activity" in _skip(first)
+    events = first.asset_events
+    observed = {e.asset_key.path[-1] for e in events if isinstance(e, dg.AssetObservation)}
+    assert {"users", "behavior_logs", "user_progress", "user_achievements"} <= observed
+    users = next(
+        e for e in events if isinstance(e, dg.AssetObservation) and e.asset_key.path[-1] == "users"
+    )
+    with psycopg.connect(orch.url) as conn:
+        n_users = conn.execute("select count(*) from app.users").fetchone()
+    assert n_users is not None and users.metadata["rows"].value == n_users[0]
+    verified = [e for e in events if isinstance(e, dg.AssetMaterialization)]
+    assert [e.asset_key.to_user_string() for e in verified] == ["leaderboard_snapshot"]
 
-    _new_fct_materialization(instance)
-    request = _evaluate(instance)
-    assert isinstance(request, dg.RunRequest)
-    assert request.tags["vedfin/reason"] == "fct_leaderboard changed"
-    again = _evaluate(instance)
-    assert isinstance(again, dg.RunRequest) and again.run_key == request.run_key
-
-    result = _publish(instance)
-    assert result.success
-    after = _evaluate(instance)
-    assert isinstance(after, dg.SkipReason) and "up to date" in (after.skip_message or "")
-    assert _redis_scores(orch.lb) == _mart_scores(orch.url)
+    second = _evaluate(instance, first.cursor)  # nothing changed: no new observations
+    assert "no new point-earning activity" in _skip(second)
+    assert not [e for e in second.asset_events if isinstance(e, dg.AssetObservation)]
 
 
 def test_redis_restart_leads_to_republish(orch: Env, instance: dg.DagsterInstance) -> None:
     orch.server.stop()
     down = _evaluate(instance)
-    assert isinstance(down, dg.SkipReason) and "Redis unreachable" in (down.skip_message or "")
+    assert "Redis unreachable" in _skip(down)
     failed = _publish(instance)
     assert not failed.success
     failure = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]
@@ -226,13 +271,13 @@ def test_redis_restart_leads_to_republish(orch: Env, instance: dg.DagsterInstanc
     with psycopg.connect(orch.url) as conn:  # the marts are untouched
         assert conn.execute("select count(*) from marts.fct_leaderboard").fetchone()[0] > 0  # type: ignore[index]
 
-    orch.server.start()  # back, and empty
-    request = _evaluate(instance)
-    assert isinstance(request, dg.RunRequest)
-    assert request.tags["vedfin/reason"] == "snapshot missing in Redis"
+    orch.server.start()  # back, and empty: the mart is current, so only a publish
+    request = _request(_evaluate(instance))
+    assert request.job_name == "publish_leaderboard"
+    assert request.tags["vedfin/reason"] == "snapshot missing in Redis, mart current"
     assert _publish(instance).success
     assert _redis_scores(orch.lb) == _mart_scores(orch.url)
-    assert isinstance(_evaluate(instance), dg.SkipReason)
+    assert "no new point-earning activity" in _skip(_evaluate(instance))
 
 
 def _run_leaderboard_checks(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -260,54 +305,115 @@ def test_failed_dbt_test_blocks_the_publish(orch: Env, instance: dg.DagsterInsta
         conn.execute(
             "update marts.fct_leaderboard set total_points = 0 where user_id = %s", (user,)
         )
-    _new_fct_materialization(instance)
     checked = _run_leaderboard_checks(instance)
     assert not checked.success  # dbt test expression_is_true ... total_points > 0 failed
-    before = snapshot_meta(orch.lb)["version"]
-    skipped = _evaluate(instance)
-    assert isinstance(skipped, dg.SkipReason)
-    message = skipped.skip_message or ""
-    assert "failed checks" in message and "total_points" in message
+    orch.server.stop()
+    orch.server.start()  # Redis lost the snapshot: the sensor would republish the mart ...
+    message = _skip(_evaluate(instance))
+    assert "failed checks" in message and "total_points" in message  # ... but not this one
     blocked = _publish(instance)
     assert not blocked.success
     failure = [e for e in blocked.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failure and "not publishing" in str(failure[-1].event_specific_data)
-    assert snapshot_meta(orch.lb)["version"] == before  # nothing was published
+    assert snapshot_meta(orch.lb) == {}  # nothing was published
 
     with psycopg.connect(orch.url) as conn:
         conn.execute(
             "update marts.fct_leaderboard set total_points = %s where user_id = %s", (points, user)
         )
     assert _run_leaderboard_checks(instance).success
-    assert isinstance(_evaluate(instance), dg.RunRequest)
+    assert _request(_evaluate(instance)).job_name == "publish_leaderboard"
     assert _publish(instance).success
     assert _redis_scores(orch.lb) == _mart_scores(orch.url)
 
 
-def test_daily_refresh_appends_builds_incrementally_and_publishes(
+def _app_state(url: str) -> dict[str, tuple[int, int]]:
+    """Row count and highest id of the big raw tables: what a writer would change."""
+    with psycopg.connect(url) as conn:
+        return {
+            t: conn.execute(f"select count(*), coalesce(max(id), 0) from app.{t}").fetchone()  # type: ignore[misc]
+            for t in ("users", "behavior_logs", "user_progress", "enrollments")
+        }
+
+
+def _job_steps(instance: dg.DagsterInstance, job: str) -> set[str]:
+    run = instance.get_run_records(dg.RunsFilter(job_name=job), limit=1)[0].dagster_run
+    stats = instance.get_run_step_stats(run.run_id)
+    return {s.step_key for s in stats}
+
+
+def test_daily_refresh_builds_what_an_outside_writer_added_and_never_writes_app(
     orch: Env, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    config = tmp_path / "daily.yaml"
-    config.write_text(
-        "ops:\n"
-        "  generate_app_data:\n    config: {mode: append, append_days: 1}\n"
-        "  dbt_models:\n    config: {as_of: '2026-11-21'}\n"
-    )
+    """The platform writes a day of logins (plain INSERT); daily_refresh builds it."""
     with psycopg.connect(orch.url) as conn:
-        events_before = conn.execute("select count(*) from app.behavior_logs").fetchone()
+        users = [r[0] for r in conn.execute("select id from app.users order by id limit 7")]
+        conn.execute(
+            """insert into app.behavior_logs (user_id, session_id, event_type, occurred_at,
+                                              device, properties)
+               select u, 900000 + u, 'login', timestamptz '2026-11-21 12:00:00+07', 'web',
+                      '{"method": "password"}'
+               from unnest(%s::bigint[]) as u""",
+            (users,),
+        )
+    written = _app_state(orch.url)
+    config = tmp_path / "daily.yaml"
+    config.write_text("ops:\n  dbt_models:\n    config: {as_of: '2026-11-21'}\n")
     done = _execute_job("daily_refresh", str(config), orch.values)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "--full-refresh" not in done.stdout + done.stderr
+    assert _app_state(orch.url) == written  # the job read app, wrote nothing there
+    assert "generate_app_data" not in _job_steps(instance, "daily_refresh")
     with psycopg.connect(orch.url) as conn:
-        events_after = conn.execute("select count(*) from app.behavior_logs").fetchone()
-        last_day = conn.execute(
-            "select max(activity_date) from marts.fct_daily_active_users"
+        day = conn.execute(
+            "select activity_date, dau from marts.fct_daily_active_users "
+            "order by activity_date desc limit 1"
         ).fetchone()
-    assert (
-        events_before is not None
-        and events_after is not None
-        and events_after[0] > events_before[0]
-    )
-    assert last_day is not None and str(last_day[0]) == "2026-11-21"
+    assert day is not None and (str(day[0]), day[1]) == ("2026-11-21", len(users))
     assert snapshot_meta(orch.lb)["as_of_date"] == "2026-11-21"
     assert _redis_scores(orch.lb) == _mart_scores(orch.url)
+
+
+def test_points_of_a_completion_reach_redis_after_one_tick_and_one_run(
+    orch: Env, instance: dg.DagsterInstance
+) -> None:
+    """A lesson completion written the way the app writes it (UPDATE in place + event):
+    the next tick requests refresh_leaderboard, whose run puts the points in Redis."""
+    settled = _evaluate(instance)
+    assert "no new point-earning activity" in _skip(settled)
+    with psycopg.connect(orch.url) as conn:
+        row = conn.execute(
+            """select p.id, p.user_id, p.lesson_id, p.course_id, l.points
+               from app.user_progress p join app.lessons l on l.id = p.lesson_id
+               where p.status = 'IN_PROGRESS' and l.points > 0 order by p.id limit 1"""
+        ).fetchone()
+        assert row is not None
+        progress_id, user, lesson, course, points = row
+        conn.execute(
+            """update app.user_progress set status = 'COMPLETED', progress_pct = 100,
+                   completed_at = now(), updated_at = now() where id = %s""",
+            (progress_id,),
+        )
+        conn.execute(
+            """insert into app.behavior_logs (user_id, session_id, event_type, course_id,
+                                              lesson_id, occurred_at, device)
+               values (%s, 910000, 'lesson_complete', %s, %s, now(), 'android')""",
+            (user, course, lesson),
+        )
+    before = _redis_scores(orch.lb).get(user, 0)
+    tick = _evaluate(instance, settled.cursor)
+    request = _request(tick)
+    assert request.job_name == "refresh_leaderboard"
+    assert "+1 completions" in request.tags["vedfin/reason"]
+    assert (
+        _request(_evaluate(instance, settled.cursor)).run_key == request.run_key
+    )  # one per window
+    assert {e.asset_key.path[-1] for e in tick.asset_events} >= {"user_progress", "behavior_logs"}
+
+    done = _execute_job("refresh_leaderboard", None, orch.values)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    steps = _job_steps(instance, "refresh_leaderboard")
+    assert steps == {"dbt_models", "leaderboard_snapshot"}
+    assert _redis_scores(orch.lb)[user] == before + points
+    assert _redis_scores(orch.lb) == _mart_scores(orch.url)
+    assert "no new point-earning activity" in _skip(_evaluate(instance, tick.cursor))

@@ -186,16 +186,30 @@ def full_refresh_reason(url: str, as_of: date) -> str | None:
     return None
 
 
-def record_build(url: str, as_of: date) -> None:
-    fresh = latest_fresh_run(url)
+def record_build(url: str, as_of: date, *, whole: bool = True) -> None:
+    """Remember what the incremental models were built from.
+
+    A whole build records the generated dataset it saw and its as-of date. A partial one
+    (a selection, e.g. the five-minute leaderboard run) moved some incremental models to
+    ``as_of`` too: it only pushes the recorded as-of date forward, so that a later build
+    for an earlier date is still rebuilt in full."""
     with connect(url) as conn:
-        conn.execute(
-            """insert into vedfin_meta.build_state (id, fresh_run_id, as_of_date)
-               values (true, %s, %s)
-               on conflict (id) do update set fresh_run_id = excluded.fresh_run_id,
-               as_of_date = excluded.as_of_date, built_at = now()""",
-            (fresh, as_of),
-        )
+        if whole:
+            conn.execute(
+                """insert into vedfin_meta.build_state (id, fresh_run_id, as_of_date)
+                   values (true, %s, %s)
+                   on conflict (id) do update set fresh_run_id = excluded.fresh_run_id,
+                   as_of_date = excluded.as_of_date, built_at = now()""",
+                (latest_fresh_run(url), as_of),
+            )
+        else:
+            conn.execute(
+                """insert into vedfin_meta.build_state (id, fresh_run_id, as_of_date)
+                   values (true, null, %s)
+                   on conflict (id) do update
+                   set as_of_date = greatest(build_state.as_of_date, excluded.as_of_date)""",
+                (as_of,),
+            )
         conn.commit()
 
 
@@ -262,8 +276,7 @@ def _build_locked(
             f"dbt build failed (exit {result.returncode}); see the log above and "
             f"{DBT_PROJECT_DIR / 'logs' / 'dbt.log'}{tail}"
         )
-    if not select and not exclude:
-        record_build(settings.database_url, as_of)
+    record_build(settings.database_url, as_of, whole=not select and not exclude)
     left_out = events_left_out(settings.database_url)
     if left_out:
         _say(left_out_message(left_out))

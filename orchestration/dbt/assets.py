@@ -127,8 +127,8 @@ def dbt_models(
                     {**event.metadata, RAW_ACTIVITY: activity.key(), "as_of_date": str(as_of)}
                 )
             yield event
-        if not context.is_subset:
-            record_build(url, as_of)
+        if context.selected_asset_keys:  # models were built (not only their tests)
+            record_build(url, as_of, whole=not context.is_subset)
     left_out = events_left_out(url)
     if left_out:
         context.log.warning(left_out_message(left_out))
