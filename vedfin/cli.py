@@ -222,6 +222,71 @@ def seed(
     )
 
 
+@cli.command()
+@click.option(
+    "--events-per-second",
+    "events_per_second",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Behavior events written per second. [default: the evening peak of the data's "
+    "last 7 days with events, at least 1.0]",
+)
+@click.option(
+    "--seed", type=int, help="Random seed: the same actions, users and lessons every time."
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop after this many seconds. [default: run until Ctrl-C]",
+)
+@click.option(
+    "--max-events",
+    "max_events",
+    type=click.IntRange(min=1),
+    help="Stop after this many behavior events.",
+)
+@click.option("--force", is_flag=True, help="Allow writing to the prod target.")
+@click.option(
+    "--target",
+    type=click.Choice(["dev", "test", "staging", "prod"]),
+    help="Target environment (default: $DBT_TARGET or dev); prod is refused.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No live line (the summary still prints).")
+def simulate(
+    events_per_second: float | None,
+    seed: int | None,
+    duration: float | None,
+    max_events: int | None,
+    force: bool,
+    target: str | None,
+    quiet: bool,
+) -> None:
+    """Act as the platform's application on top of an existing dataset, live.
+
+    Signups, logins, enrollments, lesson starts, progress and completions (user_progress
+    updated in place), achievements and streaks, each action one transaction stamped with
+    the wall clock. Ctrl-C (or SIGTERM) stops cleanly: nothing is half-written.
+
+    \b
+    Examples:
+      vedfin simulate                          # until Ctrl-C, at the data's evening load
+      vedfin simulate --events-per-second 50 --seed 7
+      vedfin simulate --duration 60 --max-events 1000 -q
+    """
+    from seeds_gen.live import run_simulate
+
+    settings = resolve()
+    run_simulate(
+        settings.database_url,
+        target or settings.target,
+        seed=seed,
+        events_per_second=events_per_second,
+        duration=duration,
+        max_events=max_events,
+        force=force,
+        quiet=quiet,
+    )
+
+
 @cli.command("build")
 @click.option(
     "--as-of",
