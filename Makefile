@@ -10,7 +10,7 @@ VEDFIN := $(BIN)/vedfin
 WITH_ENV = eval "$$($(VEDFIN) env)" &&
 
 .DEFAULT_GOAL := help
-.PHONY: help install test-tools manifest run test lint typecheck ui up down status clean
+.PHONY: help install test-tools manifest run test lint typecheck ui demo up down status clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ ui: install ## Dagster UI + daemon (dagster dev) on http://127.0.0.1:3000, senso
 	@$(VEDFIN) up
 	@$(VEDFIN) parse
 	@$(WITH_ENV) exec $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(or $(PORT),3000)
+
+demo: install ## The demo scenario (own database), Dagster UI and live simulator together; Ctrl-C stops
+	@$(VEDFIN) up
+	@$(VEDFIN) demo --port $(or $(PORT),3000)
 
 test-tools: ## Debian chromium, chromium-driver (UI test), docker-compose (compose check), postgresql-15 (dbt suite on 15)
 	@missing=""; \

@@ -211,6 +211,32 @@ def test_daily_refresh_on_a_database_only_an_outside_writer_wrote(
     assert steps == {"dbt_models", "leaderboard_snapshot"}
 
 
+def test_events_that_arrive_after_a_build_are_not_called_left_out(platform: Platform) -> None:
+    """Written after the build (the platform never stops): the next incremental run takes
+    them, so nothing is reported; only a row stamped before the arrival margin is."""
+    from vedfin.dbt import events_left_out
+
+    with psycopg.connect(platform.url) as conn:
+        user = conn.execute("select min(id) from app.users").fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            "insert into app.behavior_logs (user_id, session_id, event_type, occurred_at, device) "
+            "values (%s, 990001, 'login', now(), 'web')",
+            (user,),
+        )
+        conn.commit()
+        assert events_left_out(platform.url) == 0
+        conn.execute(
+            """insert into app.behavior_logs (user_id, session_id, event_type, occurred_at,
+                                              device, ingested_at)
+               values (%s, 990002, 'login', timestamptz '2026-11-12 09:00+07', 'web',
+                       timestamptz '2026-11-12 09:00:05+07')""",
+            (user,),
+        )
+        conn.commit()
+        assert events_left_out(platform.url) == 1
+        conn.execute("delete from app.behavior_logs where session_id in (990001, 990002)")
+
+
 def test_db_init_adopts_the_platforms_schema_and_the_generator_refuses_it(
     platform: Platform,
 ) -> None:

@@ -374,37 +374,30 @@ def test_daily_refresh_builds_what_an_outside_writer_added_and_never_writes_app(
     assert _redis_scores(orch.lb) == _mart_scores(orch.url)
 
 
-def test_points_of_a_completion_reach_redis_after_one_tick_and_one_run(
+def test_points_of_a_simulated_completion_reach_redis_after_one_tick_and_one_run(
     orch: Env, instance: dg.DagsterInstance
 ) -> None:
-    """A lesson completion written the way the app writes it (UPDATE in place + event):
-    the next tick requests refresh_leaderboard, whose run puts the points in Redis."""
+    """The live simulator writes like the app (user_progress updated in place, events,
+    unlocks); the next tick requests refresh_leaderboard, whose run puts the points in
+    Redis."""
+    from collections import Counter
+
+    from seeds_gen.live import LiveSimulator, PointsWrite
+
     settled = _evaluate(instance)
     assert "no new point-earning activity" in _skip(settled)
-    with psycopg.connect(orch.url) as conn:
-        row = conn.execute(
-            """select p.id, p.user_id, p.lesson_id, p.course_id, l.points
-               from app.user_progress p join app.lessons l on l.id = p.lesson_id
-               where p.status = 'IN_PROGRESS' and l.points > 0 order by p.id limit 1"""
-        ).fetchone()
-        assert row is not None
-        progress_id, user, lesson, course, points = row
-        conn.execute(
-            """update app.user_progress set status = 'COMPLETED', progress_pct = 100,
-                   completed_at = now(), updated_at = now() where id = %s""",
-            (progress_id,),
-        )
-        conn.execute(
-            """insert into app.behavior_logs (user_id, session_id, event_type, course_id,
-                                              lesson_id, occurred_at, device)
-               values (%s, 910000, 'lesson_complete', %s, %s, now(), 'android')""",
-            (user, course, lesson),
-        )
-    before = _redis_scores(orch.lb).get(user, 0)
+    before = _redis_scores(orch.lb)
+    writes: list[PointsWrite] = []
+    for seed in range(1, 20):  # until a lesson completion is among the writes
+        sim = LiveSimulator(orch.url, seed=seed, events_per_second=1000, target="test")
+        sim.run(max_events=150, on_points=writes.append)
+        if any(w.kind == "lesson" for w in writes):
+            break
+    assert any(w.kind == "lesson" for w in writes), "the simulator completed no lesson"
     tick = _evaluate(instance, settled.cursor)
     request = _request(tick)
     assert request.job_name == "refresh_leaderboard"
-    assert "+1 completions" in request.tags["vedfin/reason"]
+    assert "completions" in request.tags["vedfin/reason"]
     assert (
         _request(_evaluate(instance, settled.cursor)).run_key == request.run_key
     )  # one per window
@@ -412,8 +405,12 @@ def test_points_of_a_completion_reach_redis_after_one_tick_and_one_run(
 
     done = _execute_job("refresh_leaderboard", None, orch.values)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    steps = _job_steps(instance, "refresh_leaderboard")
-    assert steps == {"dbt_models", "leaderboard_snapshot"}
-    assert _redis_scores(orch.lb)[user] == before + points
-    assert _redis_scores(orch.lb) == _mart_scores(orch.url)
+    assert _job_steps(instance, "refresh_leaderboard") == {"dbt_models", "leaderboard_snapshot"}
+    after = _redis_scores(orch.lb)
+    earned: Counter[int] = Counter()
+    for w in writes:
+        earned[w.user_id] += w.points
+    for user, points in earned.items():
+        assert after[user] == before.get(user, 0) + points, user
+    assert after == _mart_scores(orch.url)
     assert "no new point-earning activity" in _skip(_evaluate(instance, tick.cursor))

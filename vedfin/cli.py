@@ -472,6 +472,50 @@ def leaderboard_status(prefix: str | None) -> None:
         raise VedfinError(f"the snapshot at {where} is older than {lb.max_age_seconds} s")
 
 
+@cli.command("demo")
+@click.option("--port", type=int, default=3000, show_default=True, help="Dagster UI port.")
+@click.option(
+    "--interval",
+    type=click.IntRange(min=5),
+    default=60,
+    show_default=True,
+    help="Leaderboard sensor interval for the demo (production: 300).",
+)
+@click.option(
+    "--events-per-second",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Simulator rate [default: the demo data's evening peak].",
+)
+@click.option("--seed", type=int, help="Simulator seed [default: random, printed].")
+@click.option(
+    "--database",
+    default="vedfin_demo",
+    show_default=True,
+    help="The demo's own database on the resolved server (created when missing).",
+)
+def demo_cmd(
+    port: int, interval: int, events_per_second: float | None, seed: int | None, database: str
+) -> None:
+    """Watch the leaderboard move: the demo scenario in a database of its own, the Dagster UI
+    (sensor on) and the live simulator together; Ctrl-C stops both.
+
+    \b
+    Example:
+      vedfin demo                 # or: make demo
+      vedfin demo --interval 30 --events-per-second 20
+    """
+    from vedfin.demo import run_demo
+
+    run_demo(
+        resolve(),
+        database=database,
+        port=port,
+        interval=interval,
+        events_per_second=events_per_second,
+        seed=seed,
+    )
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks that print their figures and ratios (not timed tests)."""
@@ -554,6 +598,68 @@ def bench_leaderboard(database_url: str | None, sizes: str, reads: int) -> None:
             reads=reads,
         )
     )
+
+
+@bench.command("freshness")
+@click.option(
+    "--database-url",
+    help="Scratch database [default: vedfin_bench_freshness on the resolved server]; its "
+    "app schema is replaced.",
+)
+@click.option(
+    "--scenario",
+    type=click.Choice(["test", "dev", "demo", "benchmark"]),
+    default="benchmark",
+    show_default=True,
+    help="The dataset the simulator writes on top of.",
+)
+@click.option("--users", type=click.IntRange(min=10), help="Override the scenario's users.")
+@click.option(
+    "--interval",
+    type=click.IntRange(min=5),
+    default=30,
+    show_default=True,
+    help="Sensor interval in seconds (production: 300).",
+)
+@click.option(
+    "--intervals",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Intervals the simulator writes for.",
+)
+@click.option(
+    "--events-per-second",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Simulator rate [default: the data's evening peak, at least 1/s].",
+)
+@click.option("--seed", type=int, default=7, show_default=True, help="Data and simulator seed.")
+def bench_freshness(
+    database_url: str | None,
+    scenario: str,
+    users: int | None,
+    interval: int,
+    intervals: int,
+    events_per_second: float | None,
+    seed: int,
+) -> None:
+    """Write-to-Redis latency of leaderboard points: the simulator writing, the sensor at a
+    shortened interval; p50/p95/max as a ratio to the interval, and the runs' durations."""
+    from benchmarks.freshness import print_figures, run
+
+    settings = resolve()
+    result = run(
+        settings.database_url,
+        settings.redis_url,
+        database_url=database_url,
+        scenario=scenario,
+        users=users,
+        interval=interval,
+        intervals=intervals,
+        events_per_second=events_per_second,
+        seed=seed,
+    )
+    print_figures(result, run_goal=60.0 if result.users >= 100_000 else 20.0)
 
 
 @bench.command("build")

@@ -283,13 +283,22 @@ def _build_locked(
     return result
 
 
+def arrival_margin_minutes() -> int:
+    """The dbt var arrival_margin_minutes, as dbt_project.yml sets it."""
+    import yaml
+
+    data = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
+    return int(data["vars"]["arrival_margin_minutes"])
+
+
 def events_left_out(url: str) -> int:
-    """Raw events that no incremental run has classified yet (0 when nothing is built).
+    """Raw events that no incremental run will classify (0 when nothing is built).
 
     An incremental run classifies the events ingested since the previous run (by
-    ingested_at) and those that were in the future then; a row written later with an
-    ingested_at older than that (a backfill that stamps the past) is only counted by a
-    full refresh.
+    ingested_at, minus the arrival margin) and those that were in the future then; a row
+    written later with an ingested_at older than that (a backfill that stamps the past) is
+    only counted by a full refresh. Rows that arrived after the last build are not left
+    out: the next incremental run takes them.
     """
     with connect(url) as conn:
         exists = conn.execute(
@@ -298,7 +307,7 @@ def events_left_out(url: str) -> int:
         if not exists or not exists[0]:
             return 0
         # Equal counts first (two index-only counts); the exact anti-join only when they
-        # differ (rows left out, or raw rows deleted since they were classified).
+        # differ (rows left out or still to come, or raw rows deleted since).
         counts = conn.execute(
             """select (select count(*) from app.behavior_logs),
                       (select count(*) from intermediate.int_behavior_logs_classified)"""
@@ -307,8 +316,12 @@ def events_left_out(url: str) -> int:
             return 0
         row = conn.execute(
             """select count(*) from app.behavior_logs as raw
-               where not exists (select 1 from intermediate.int_behavior_logs_classified as c
-                                 where c.event_id = raw.id)"""
+               where raw.ingested_at < (
+                       select max(ingested_at) from intermediate.int_behavior_logs_classified
+                   ) - make_interval(mins => %s)
+                 and not exists (select 1 from intermediate.int_behavior_logs_classified as c
+                                 where c.event_id = raw.id)""",
+            (arrival_margin_minutes(),),
         ).fetchone()
     return int(row[0]) if row else 0
 

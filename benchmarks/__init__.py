@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures and ratios (run as `vedfin bench ...`), never timed tests."""
