@@ -7,6 +7,7 @@ resolved server (the embedded PostgreSQL 18 by default) and a throwaway PostgreS
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -50,14 +51,25 @@ def built_db(pg_server: Server) -> str:
     )
     out = _cli_ok("build", "--as-of", END.isoformat(), "--unit-tests", url=url)
     assert "Completed successfully" in out
+    BUILD_OUTPUT[url] = out
     return url
+
+
+BUILD_OUTPUT: dict[str, str] = {}
+"""What `vedfin build` printed for each built database (the fixture's build)."""
 
 
 def test_unit_tests_ran_in_the_build(built_db: str) -> None:
     """`vedfin build --unit-tests` ran every unit test of the project on this server."""
     import json
 
-    results = json.loads((ROOT / "dbt_project" / "target" / "run_results.json").read_text())
+    from vedfin.dbt import ARTIFACTS_NOTE
+
+    said = [ln for ln in BUILD_OUTPUT[built_db].splitlines() if ARTIFACTS_NOTE in ln]
+    assert said, "vedfin build says where its artifacts are"
+    artifacts = Path(said[-1].split(ARTIFACTS_NOTE, 1)[1].strip())
+    assert artifacts.parent == ROOT / "dbt_project" / "target" / "runs"  # its own target path
+    results = json.loads((artifacts / "run_results.json").read_text())
     unit = [r for r in results["results"] if r["unique_id"].startswith("unit_test.")]
     manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text())
     assert len(unit) == len(manifest["unit_tests"]) >= 13

@@ -46,6 +46,7 @@ DEFAULT_LOCK_TIMEOUT = 1800.0
 TARGET_DIR = DBT_PROJECT_DIR / "target"
 RUNS_DIR = TARGET_DIR / "runs"
 KEEP_RUN_DIRS = 10
+ARTIFACTS_NOTE = "dbt artifacts (run_results.json, manifest.json):"
 
 
 def lock_timeout() -> float:
@@ -133,17 +134,17 @@ def run_dbt(
     as_of: date | None = None,
     target: str | None = None,
     capture: bool = False,
-    own_target_path: bool = False,
+    target_path: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``dbt <command>`` in dbt_project/ with the project's profiles and the resolved env.
 
-    ``own_target_path``: write artifacts under target/runs/<invocation>/ instead of
-    target/, so invocations running at the same time never share files."""
+    ``target_path`` (from ``run_target_path``): write artifacts there instead of target/,
+    so invocations running at the same time never share files."""
     env = {**os.environ, **env_exports(settings), **as_of_env(as_of)}
     if target:
         env["DBT_TARGET"] = target
-    if own_target_path:
-        env["DBT_TARGET_PATH"] = str(run_target_path(command))
+    if target_path is not None:
+        env["DBT_TARGET_PATH"] = str(target_path)
     cmd = [
         dbt_executable(),
         command,
@@ -265,17 +266,19 @@ def _build_locked(
         args += ["--select", s]
     for e in exclude:
         args += ["--exclude", e]
+    artifacts = run_target_path("build")
     result = run_dbt(
-        settings, "build", *args, as_of=as_of, target=target, capture=capture, own_target_path=True
+        settings, "build", *args, as_of=as_of, target=target, capture=capture, target_path=artifacts
     )
     if result.returncode != 0:
         tail = ""
         if capture:
             tail = "\n" + "\n".join((result.stdout or "").splitlines()[-25:])
         raise VedfinError(
-            f"dbt build failed (exit {result.returncode}); see the log above and "
-            f"{DBT_PROJECT_DIR / 'logs' / 'dbt.log'}{tail}"
+            f"dbt build failed (exit {result.returncode}); see the log above, "
+            f"{DBT_PROJECT_DIR / 'logs' / 'dbt.log'} and {artifacts / 'run_results.json'}{tail}"
         )
+    _say(f"{ARTIFACTS_NOTE} {artifacts}")
     record_build(settings.database_url, as_of, whole=not select and not exclude)
     left_out = events_left_out(settings.database_url)
     if left_out:
