@@ -59,16 +59,22 @@ BUILD_OUTPUT: dict[str, str] = {}
 """What `vedfin build` printed for each built database (the fixture's build)."""
 
 
+def _artifacts(build_output: str) -> Path:
+    """The target path of a `vedfin build`, from what it printed: one of its own."""
+    from vedfin.dbt import ARTIFACTS_NOTE
+
+    said = [ln for ln in build_output.splitlines() if ARTIFACTS_NOTE in ln]
+    assert said, "vedfin build says where its artifacts are"
+    artifacts = Path(said[-1].split(ARTIFACTS_NOTE, 1)[1].strip())
+    assert artifacts.parent == ROOT / "dbt_project" / "target" / "runs"
+    return artifacts
+
+
 def test_unit_tests_ran_in_the_build(built_db: str) -> None:
     """`vedfin build --unit-tests` ran every unit test of the project on this server."""
     import json
 
-    from vedfin.dbt import ARTIFACTS_NOTE
-
-    said = [ln for ln in BUILD_OUTPUT[built_db].splitlines() if ARTIFACTS_NOTE in ln]
-    assert said, "vedfin build says where its artifacts are"
-    artifacts = Path(said[-1].split(ARTIFACTS_NOTE, 1)[1].strip())
-    assert artifacts.parent == ROOT / "dbt_project" / "target" / "runs"  # its own target path
+    artifacts = _artifacts(BUILD_OUTPUT[built_db])
     results = json.loads((artifacts / "run_results.json").read_text())
     unit = [r for r in results["results"] if r["unique_id"].startswith("unit_test.")]
     manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text())
@@ -450,7 +456,7 @@ def test_incremental_plans_run_no_subquery_per_row(pg_server: Server) -> None:
     _cli_ok("seed", "--append-days", "1", "-q", url=url)
     out = _cli_ok("build", "--as-of", "2026-11-21", url=url)
     assert "full refresh" not in out
-    compiled = ROOT / "dbt_project" / "target" / "compiled" / "vedfin" / "models"
+    compiled = _artifacts(out) / "compiled" / "vedfin" / "models"
     models = {
         "int_behavior_logs_classified": compiled / "intermediate/events",
         "int_user_days": compiled / "intermediate/events",
