@@ -30,7 +30,7 @@ import redis
 from rich.console import Console
 from rich.table import Table
 
-from seeds_gen.bench import bench_database
+from benchmarks.seed import bench_database
 from seeds_gen.live import LiveSimulator, PointsWrite
 from seeds_gen.load import load_fresh
 from seeds_gen.scenarios import make_spec

@@ -108,7 +108,7 @@ def run_cli(
     full_env = {k: v for k, v in os.environ.items() if k not in unset}
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "vedfin", *args],
+        [sys.executable, "-m", "vedfin_cli", *args],
         capture_output=True,
         text=True,
         env=full_env,
@@ -165,3 +165,18 @@ def pg_server(request: pytest.FixtureRequest, settings: Settings) -> object:
         return request.getfixturevalue("pg15_server")
     urls = [u.strip() for u in os.environ["TEST_DATABASE_URLS"].split(",") if u.strip()]
     return Server(name, urls[int(name.removeprefix("url"))])
+
+
+@pytest.fixture(scope="session")
+def marts(settings: Settings) -> tuple[str, ...]:
+    """The mart models, as dbt's own manifest lists them (`vedfin parse` first)."""
+    import json
+
+    from vedfin.dbt import mart_names
+
+    parsed = run_cli("parse")
+    assert parsed.returncode == 0, parsed.stdout + parsed.stderr
+    manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text())
+    names = mart_names(manifest)
+    assert {"fct_daily_active_users", "fct_leaderboard"} <= set(names)
+    return names

@@ -6,7 +6,7 @@ import click
 from click.testing import CliRunner
 
 from tests.conftest import run_cli
-from vedfin.cli import cli
+from vedfin_cli.main import cli
 
 
 def _all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -16,7 +16,6 @@ from psycopg import sql
 from tests.conftest import ROOT, _recreate_database, run_cli
 from tests.pg_servers import Server
 from tests.test_seeds_gen import REASONS_SQL
-from vedfin.bench_build import MARTS
 from vedfin.config import Settings, with_database
 
 END = date(2026, 11, 20)
@@ -77,14 +76,16 @@ def test_unit_tests_ran_in_the_build(built_db: str) -> None:
     artifacts = _artifacts(BUILD_OUTPUT[built_db])
     results = json.loads((artifacts / "run_results.json").read_text())
     unit = [r for r in results["results"] if r["unique_id"].startswith("unit_test.")]
-    manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text())
+    manifest = json.loads((artifacts / "manifest.json").read_text())
     assert len(unit) == len(manifest["unit_tests"]) >= 13
     assert all(r["status"] == "pass" for r in unit)
 
 
-def test_build_creates_every_mart_with_rows_and_unique_indexes(built_db: str) -> None:
+def test_build_creates_every_mart_with_rows_and_unique_indexes(
+    built_db: str, marts: tuple[str, ...]
+) -> None:
     with psycopg.connect(built_db) as conn:
-        for mart in MARTS:
+        for mart in marts:
             count = conn.execute(
                 sql.SQL("select count(*) from marts.{}").format(sql.Identifier(mart))
             ).fetchone()
@@ -160,7 +161,7 @@ def test_dau_matches_an_independent_count_from_raw(built_db: str) -> None:
     assert mismatches == (0,)
 
 
-def test_bi_reader_reads_marts_and_nothing_else(built_db: str) -> None:
+def test_bi_reader_reads_marts_and_nothing_else(built_db: str, marts: tuple[str, ...]) -> None:
     with psycopg.connect(built_db, autocommit=True) as admin:
         admin.execute("drop role if exists vedfin_bi_login")
         admin.execute("create role vedfin_bi_login login password 'bi-test-only' in role bi_reader")
@@ -178,7 +179,7 @@ def test_bi_reader_reads_marts_and_nothing_else(built_db: str) -> None:
             password="bi-test-only",
             autocommit=True,
         ) as bi:
-            for mart in MARTS:
+            for mart in marts:
                 bi.execute(sql.SQL("select * from marts.{} limit 1").format(sql.Identifier(mart)))
             for forbidden in (
                 "app.users",
@@ -220,7 +221,7 @@ def test_dim_users_and_leaderboard_carry_no_pii(built_db: str) -> None:
     ids=["next-run", "missed-runs"],
 )
 def test_incremental_equals_full_refresh_after_append(
-    pg_server: Server, append_days: int, new_as_of: str
+    pg_server: Server, append_days: int, new_as_of: str, marts: tuple[str, ...]
 ) -> None:
     url = _db(pg_server, f"vedfin_dbt_incremental_{append_days}")
     _cli_ok(
@@ -238,12 +239,12 @@ def test_incremental_equals_full_refresh_after_append(
     _cli_ok("seed", "--append-days", str(append_days), "--bad-events", "0.02", "-q", url=url)
     out = _cli_ok("build", "--as-of", new_as_of, url=url)
     assert "full refresh" not in out  # this one really was incremental
-    _assert_incremental_equals_full_refresh(url, new_as_of)
+    _assert_incremental_equals_full_refresh(url, new_as_of, marts)
 
 
-def _assert_incremental_equals_full_refresh(url: str, as_of: str) -> None:
+def _assert_incremental_equals_full_refresh(url: str, as_of: str, marts: tuple[str, ...]) -> None:
     """Snapshot the incremental result, rebuild in full at the same as-of, compare."""
-    tables = [("marts", m) for m in MARTS] + [("intermediate", t) for t in INCREMENTAL]
+    tables = [("marts", m) for m in marts] + [("intermediate", t) for t in INCREMENTAL]
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("drop schema if exists snap cascade")
         conn.execute("create schema snap")
@@ -316,7 +317,9 @@ def _idle_user(url: str, local_day: str, exclude: tuple[int, ...] = ()) -> int:
     return int(row[0])
 
 
-def test_incremental_counts_events_that_arrive_late(pg_server: Server) -> None:
+def test_incremental_counts_events_that_arrive_late(
+    pg_server: Server, marts: tuple[str, ...]
+) -> None:
     """Valid events for dates already built, arriving 1, 3 and 5 days late (inside and beyond
     lookback_days = 3), a late copy of an old event, and ids out of order (a transaction that
     took its ids first commits after one that took later ids): the incremental build counts
@@ -396,7 +399,7 @@ def test_incremental_counts_events_that_arrive_late(pg_server: Server) -> None:
         max_id + 100: "valid",
     }
     assert active == (3,)
-    _assert_incremental_equals_full_refresh(url, "2026-11-23")
+    _assert_incremental_equals_full_refresh(url, "2026-11-23", marts)
 
 
 def test_a_backfilled_event_is_reported_until_a_full_refresh(pg_server: Server) -> None:

@@ -44,14 +44,6 @@ TABLES = (
     "buddy_groups",
     "buddy_group_members",
 )
-MARTS = (
-    "fct_daily_active_users",
-    "fct_cohort_retention",
-    "fct_learning_funnel",
-    "fct_course_funnel",
-    "fct_student_behavior_patterns",
-    "fct_leaderboard",
-)
 
 
 def write_like_the_platform(source_url: str, url: str) -> None:
@@ -170,7 +162,7 @@ def _redis_scores(lb: LeaderboardSettings) -> dict[int, int]:
 
 
 def test_daily_refresh_on_a_database_only_an_outside_writer_wrote(
-    platform: Platform, tmp_path: Path
+    platform: Platform, tmp_path: Path, marts: tuple[str, ...]
 ) -> None:
     with psycopg.connect(platform.url) as conn:
         meta = conn.execute("select to_regnamespace('vedfin_meta')").fetchone()
@@ -184,7 +176,7 @@ def test_daily_refresh_on_a_database_only_an_outside_writer_wrote(
     assert "no generated dataset" not in done.stdout + done.stderr
     assert _app_state(platform.url) == before  # read, never written
     with psycopg.connect(platform.url) as conn:
-        for mart in MARTS:
+        for mart in marts:
             n = conn.execute(f"select count(*) from marts.{mart}").fetchone()
             assert n is not None and n[0] > 0, mart
         origin = conn.execute(
@@ -291,7 +283,7 @@ def test_builds_started_together_all_succeed_one_after_the_other(
     holder.execute("select pg_advisory_lock(%s)", (BUILD_LOCK_KEY,))
     outputs = {name: (tmp_path / f"{name}.out").open("w+") for name in ("cli", "run1", "run2")}
     commands = {
-        "cli": [sys.executable, "-m", "vedfin", "build", "--as-of", END],
+        "cli": [sys.executable, "-m", "vedfin_cli", "build", "--as-of", END],
         "run1": _dagster("refresh_leaderboard", platform.values, config),
         "run2": _dagster("refresh_leaderboard", platform.values, config),
     }

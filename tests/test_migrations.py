@@ -194,11 +194,17 @@ def test_drifted_schema_is_refused(fresh_db: str) -> None:
         check_schema(fresh_db)
 
 
-def test_foreign_app_schema_is_refused(fresh_db: str) -> None:
+def test_foreign_app_schema_that_breaks_the_contract_is_refused(fresh_db: str) -> None:
+    """A schema app vedfin did not create is the platform's: adopted when it follows the
+    contract (tests/test_live_operation.py), refused, naming what is missing, when not."""
     with psycopg.connect(fresh_db, autocommit=True) as conn:
         conn.execute("create schema app; create table app.users (id int primary key, name text)")
-    with pytest.raises(SchemaMismatch, match="did not create"):
+    with pytest.raises(SchemaMismatch, match="does not follow the data contract: missing") as exc:
         init_db(fresh_db)
+    assert "app.users.email" in str(exc.value) and "app.behavior_logs" in str(exc.value)
+    with psycopg.connect(fresh_db) as conn:  # nothing recorded
+        recorded = conn.execute("select to_regclass('vedfin_meta.schema_migrations')").fetchone()
+    assert recorded == (None,)
     with psycopg.connect(fresh_db) as conn:  # nothing was lost
         cols = conn.execute(
             "select column_name from information_schema.columns "

@@ -334,7 +334,7 @@ def test_copy_text_encoding_round_trips_through_postgres(fresh_db: str) -> None:
 
 def test_bench_postgres_alone_reloads_the_same_events_and_cleans_up(fresh_db: str) -> None:
     """The benchmark's ceiling: PostgreSQL re-loading the very events (with their indexes)."""
-    from seeds_gen.bench import postgres_alone
+    from benchmarks.seed import postgres_alone
 
     load_fresh(fresh_db, make_spec("test", end_date=END))
     seconds, rows = postgres_alone(fresh_db)

@@ -345,7 +345,16 @@ def test_stops_cleanly_on_a_signal(clone: str, sig: signal.Signals) -> None:
     before = _max_ids(clone)
     env = {**os.environ, "DATABASE_URL": clone}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vedfin", "simulate", "--events-per-second", "200", "--seed", "1"],
+        [
+            sys.executable,
+            "-m",
+            "vedfin_cli",
+            "simulate",
+            "--events-per-second",
+            "200",
+            "--seed",
+            "1",
+        ],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -331,10 +331,16 @@ def _adopt_platform_schema(conn: psycopg.Connection, url: str) -> None:
 def _require_contract(conn: psycopg.Connection, url: str) -> None:
     gaps = contract_gaps(conn)
     if gaps:
-        listed = ", ".join(gaps[:8]) + (f" and {len(gaps) - 8} more" if len(gaps) > 8 else "")
+        tables = [g.removeprefix("table ") for g in gaps if g.startswith("table ")]
+        columns = [g.removeprefix("column ") for g in gaps if g.startswith("column ")]
+        parts = [f"tables {', '.join(tables)}"] if tables else []
+        if columns:
+            more = f" and {len(columns) - 8} more" if len(columns) > 8 else ""
+            parts.append(f"columns {', '.join(columns[:8])}{more}")
         raise SchemaMismatch(
             f"schema app at {describe_target(url)} does not follow the data contract: "
-            f"missing {listed}. vedfin reads the platform's tables as CONTRACT.md fixes them."
+            f"missing {'; '.join(parts)}. vedfin reads the platform's tables as CONTRACT.md "
+            "fixes them."
         )
 
 

@@ -20,6 +20,19 @@ from vedfin.db import connect, describe_target
 from vedfin.errors import VedfinError
 
 
+def mart_names(manifest: dict[str, object]) -> tuple[str, ...]:
+    """The models dbt builds in the schema marts, from a parsed manifest (manifest.json)."""
+    nodes = manifest["nodes"]
+    assert isinstance(nodes, dict)
+    return tuple(
+        sorted(
+            n["name"]
+            for n in nodes.values()
+            if n["resource_type"] == "model" and n["config"].get("schema") == "marts"
+        )
+    )
+
+
 def dbt_executable() -> str:
     candidate = Path(sys.executable).parent / "dbt"
     return str(candidate) if candidate.exists() else "dbt"

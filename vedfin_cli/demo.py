@@ -89,7 +89,7 @@ def run_demo(
         "VEDFIN_LEADERBOARD_INTERVAL": str(interval),
     }
     init_db(url)
-    vedfin = [sys.executable, "-m", "vedfin"]
+    vedfin = [sys.executable, "-m", "vedfin_cli"]
     if _users(url) == 0:
         _run(
             [*vedfin, "seed", "--scenario", "demo"],

@@ -504,7 +504,7 @@ def demo_cmd(
       vedfin demo                 # or: make demo
       vedfin demo --interval 30 --events-per-second 20
     """
-    from vedfin.demo import run_demo
+    from vedfin_cli.demo import run_demo
 
     run_demo(
         resolve(),
@@ -549,7 +549,7 @@ def bench() -> None:
 )
 def bench_seed(database_url: str | None, big_users: int, rss_users: str, naive_events: int) -> None:
     """Generation and load speed, the naive way side by side, and memory."""
-    from seeds_gen.bench import print_figures, run
+    from benchmarks.seed import print_figures, run
 
     settings = resolve()
     sizes = [int(x) for x in rss_users.split(",") if x.strip()]
@@ -585,8 +585,8 @@ def bench_seed(database_url: str | None, big_users: int, rss_users: str, naive_e
 )
 def bench_leaderboard(database_url: str | None, sizes: str, reads: int) -> None:
     """Publish time, top-100 read p99 (Redis vs SQL) and hit rate during refreshes."""
-    from seeds_gen.bench import bench_database
-    from vedfin.bench_leaderboard import print_figures, run
+    from benchmarks.leaderboard import print_figures, run
+    from benchmarks.seed import bench_database
 
     settings = resolve()
     url = database_url or bench_database(settings.database_url, None, name="vedfin_bench_lb")
@@ -703,8 +703,8 @@ def bench_build(
     Runs on the resolved server: DATABASE_URL (any supported PostgreSQL, 15 to 18) or the
     embedded one; --database-url names the scratch database directly.
     """
-    from seeds_gen.bench import bench_database
-    from vedfin.bench_build import print_rows, run
+    from benchmarks.build import print_rows, run
+    from benchmarks.seed import bench_database
 
     settings = resolve()
     url = bench_database(settings.database_url, database_url)

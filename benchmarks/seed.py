@@ -176,7 +176,7 @@ def peak_rss_child(url: str, users: int) -> tuple[float, float, int]:
     """Load ``users`` in a child process; its peak RSS (MiB), seconds and events."""
     code = (
         "import json, resource, sys\n"
-        "from seeds_gen.bench import _fresh\n"
+        "from benchmarks.seed import _fresh\n"
         f"s, ev, _ = _fresh({url!r}, {users}, 'benchmark')\n"
         "print(json.dumps({'rss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
         " 'seconds': s, 'events': ev}))\n"

