@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-import psycopg
 from rich.console import Console
 from rich.table import Table
 
@@ -36,6 +35,7 @@ from seeds_gen.load import load_fresh
 from seeds_gen.pgcopy import EVENT_COLUMNS
 from seeds_gen.reference import EVENT_TYPES
 from seeds_gen.scenarios import make_spec
+from vedfin.config import database_on
 from vedfin.db import connect
 
 console = Console(stderr=True)
@@ -188,16 +188,7 @@ def peak_rss_child(url: str, users: int) -> tuple[float, float, int]:
 
 def bench_database(server_url: str, override: str | None, name: str = "vedfin_bench") -> str:
     """The scratch database a benchmark writes into (created when missing)."""
-    if override:
-        return override
-    from psycopg import sql
-
-    from vedfin.config import with_database
-
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    return with_database(server_url, name)
+    return override or database_on(server_url, name)
 
 
 def run(

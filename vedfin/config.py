@@ -55,8 +55,10 @@ class Settings:
         return {k: str(v) for k, v in conninfo_to_dict(self.database_url).items()}
 
 
-def _ensure_databases(admin_url: str, names: list[str]) -> None:
+def ensure_databases(admin_url: str, names: list[str]) -> None:
+    """Create each database that is missing on the server of ``admin_url``."""
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         for name in names:
@@ -64,7 +66,13 @@ def _ensure_databases(admin_url: str, names: list[str]) -> None:
                 "select 1 from pg_database where datname = %s", (name,)
             ).fetchone()
             if not exists:
-                conn.execute(f'create database "{name}"')
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+
+
+def database_on(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on the same server, created when missing."""
+    ensure_databases(server_url, [name])
+    return with_database(server_url, name)
 
 
 def with_database(url: str, dbname: str) -> str:
@@ -124,7 +132,7 @@ def resolve(start: bool = True) -> Settings:
                 pg = EmbeddedPostgres(state)
                 if start:
                     port = pg.ensure_running()
-                    _ensure_databases(pg.url(port, "postgres"), [PG_DATABASE, DAGSTER_DATABASE])
+                    ensure_databases(pg.url(port, "postgres"), [PG_DATABASE, DAGSTER_DATABASE])
                 else:
                     info = pg.postmaster()
                     if info is None:

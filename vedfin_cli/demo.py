@@ -23,8 +23,8 @@ from seeds_gen.live import run_simulate
 from vedfin.config import (
     PROJECT_ROOT,
     Settings,
-    _ensure_databases,
     _write_dagster_yaml,
+    ensure_databases,
     env_exports,
     sqlalchemy_psycopg2_url,
     state_dir,
@@ -39,7 +39,7 @@ PREFIX = "demo:leaderboard:"
 
 def demo_settings(settings: Settings, database: str) -> Settings:
     """The same servers; the demo's own database, Dagster storage and DAGSTER_HOME."""
-    _ensure_databases(settings.database_url, [database, f"{database}_dagster"])
+    ensure_databases(settings.database_url, [database, f"{database}_dagster"])
     home = state_dir() / f"dagster_home_{database}"
     _write_dagster_yaml(home)
     return replace(
