@@ -31,6 +31,7 @@ from psycopg import sql
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.stats import percentile
 from seeds_gen.load import load_append, load_fresh
 from seeds_gen.reference import EVENT_TYPES
 from seeds_gen.scenarios import make_spec
@@ -261,7 +262,7 @@ def pgbench_p95(
                 if len(parts) >= 3:
                     latencies.append(int(parts[2]) / 1000.0)
     latencies.sort()
-    p95 = latencies[max(0, int(round(0.95 * len(latencies))) - 1)]
+    p95 = percentile(latencies, 0.95)
     return p95, statistics.fmean(latencies), len(latencies)
 
 

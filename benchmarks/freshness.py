@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.seed import bench_database
+from benchmarks.stats import percentile
 from seeds_gen.live import LiveSimulator, PointsWrite
 from seeds_gen.load import load_fresh
 from seeds_gen.scenarios import make_spec
@@ -75,13 +76,6 @@ class FreshnessResult:
 
     def latencies(self) -> list[float]:
         return sorted(s.latency for s in self.samples if s.latency is not None)
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    k = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
-    return sorted(values)[k]
 
 
 class RedisWatcher:
@@ -307,7 +301,7 @@ def print_figures(result: FreshnessResult, *, run_goal: float) -> None:
     )
     table.add_row("point writes sampled / seen", f"{len(result.samples)} / {len(lat)}", "", "all")
     for name, q in (("latency p50", 0.5), ("latency p95", 0.95), ("latency max", 1.0)):
-        value = _pct(lat, q)
+        value = percentile(lat, q)
         goal = f"<= {iv + 30} s" if name == "latency max" else ""
         mark = ""
         if goal:
@@ -316,7 +310,7 @@ def print_figures(result: FreshnessResult, *, run_goal: float) -> None:
     if refresh:
         worst = max(refresh)
         mark = " ok" if worst <= run_goal else " MISSED"
-        table.add_row("refresh run p50", f"{_pct(refresh, 0.5):.1f} s", "", "")
+        table.add_row("refresh run p50", f"{percentile(refresh, 0.5):.1f} s", "", "")
         table.add_row(
             "refresh run max", f"{worst:.1f} s", f"{worst / iv:.2f}", f"<= {run_goal:.0f} s{mark}"
         )

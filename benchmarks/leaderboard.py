@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import psycopg
 import redis
 
+from benchmarks.stats import percentile
 from vedfin.leaderboard import LeaderboardReader, LeaderboardSettings, publish
 
 
@@ -61,11 +62,6 @@ def fill_mart(url: str, users: int, seed: int = 7) -> None:
         conn.execute("analyze marts.fct_leaderboard")
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * len(ordered))) - 1))]
-
-
 def run(url: str, redis_url: str, *, sizes: list[int], reads: int) -> list[Figure]:
     lb = LeaderboardSettings(redis_url, prefix="vedfin_bench:", target="dev")
     figures: list[Figure] = []
@@ -95,7 +91,7 @@ def run(url: str, redis_url: str, *, sizes: list[int], reads: int) -> list[Figur
         t2 = time.perf_counter()
         redis_ms.append((t1 - t0) * 1000)
         sql_ms.append((t2 - t1) * 1000)
-    r99, s99 = _pct(redis_ms, 0.99), _pct(sql_ms, 0.99)
+    r99, s99 = percentile(redis_ms, 0.99), percentile(sql_ms, 0.99)
     figures.append(
         Figure(
             f"top-100 read ({sizes[-1]:,} users, {reads:,} reads)",
@@ -116,7 +112,7 @@ def run(url: str, redis_url: str, *, sizes: list[int], reads: int) -> list[Figur
     figures.append(
         Figure(
             "top-100 from SQL on a kept connection",
-            f"p50 {statistics.median(kept):.2f} ms, p99 {_pct(kept, 0.99):.2f} ms",
+            f"p50 {statistics.median(kept):.2f} ms, p99 {percentile(kept, 0.99):.2f} ms",
         )
     )
 
