@@ -37,20 +37,17 @@ def latest_leaderboard_build(instance: dg.DagsterInstance) -> tuple[int, str] | 
 
 
 def failed_checks(instance: dg.DagsterInstance) -> list[str]:
-    """Names of fct_leaderboard's checks whose latest evaluation failed with severity ERROR."""
-    from dagster._core.storage.asset_check_execution_record import (
-        AssetCheckExecutionRecordStatus,
-    )
-
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        leaderboard_check_keys()
-    )
+    """Names of fct_leaderboard's checks whose latest evaluation failed with severity ERROR
+    (a WARN failure does not block), read through the instance's latest check record."""
     failed: list[str] = []
-    for key, record in latest.items():
-        if record.status != AssetCheckExecutionRecordStatus.FAILED:
+    for key in leaderboard_check_keys():
+        record = instance.get_latest_asset_check_evaluation_record(key)
+        if record is None or record.event is None:
+            continue  # never evaluated, or planned and not evaluated yet
+        evaluation = record.event.asset_check_evaluation
+        if evaluation is None or evaluation.passed:
             continue
-        evaluation = record.event.asset_check_evaluation if record.event else None
-        if evaluation is None or evaluation.severity == dg.AssetCheckSeverity.ERROR:
+        if evaluation.severity == dg.AssetCheckSeverity.ERROR:
             failed.append(key.name)
     return sorted(failed)
 
