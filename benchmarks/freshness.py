@@ -136,7 +136,7 @@ def _platform(url: str, redis_url: str, interval: int, home: str) -> Settings:
 
 
 def _evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> Any:
-    from orchestration.resources import LeaderboardRedisResource, WarehouseResource
+    from orchestration.defs.resources import LeaderboardRedisResource, WarehouseResource
 
     sensor = defs.resolve_sensor_def("leaderboard_sensor")
     context = dg.build_sensor_context(
@@ -183,7 +183,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix="vedfin-freshness-") as home:
         _platform(url, redis_url, interval, home)
         from orchestration.definitions import defs  # reads the interval and servers above
-        from orchestration.resources import platform_settings
+        from orchestration.defs.resources import platform_settings
 
         platform_settings.cache_clear()
         with dg.DagsterInstance.ephemeral() as instance:

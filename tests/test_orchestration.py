@@ -71,7 +71,7 @@ def orch(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     assert parsed.returncode == 0, parsed.stderr
     saved = dict(os.environ)
     os.environ.update(values)
-    from orchestration.resources import platform_settings
+    from orchestration.defs.resources import platform_settings
 
     platform_settings.cache_clear()
     try:
@@ -126,7 +126,7 @@ def test_definitions_load_and_every_dbt_model_has_an_asset(orch: Env) -> None:
     assert len(models) >= 20
     from dagster_dbt import get_asset_key_for_model
 
-    from orchestration.dbt.assets import dbt_models
+    from orchestration.defs.dbt.assets import dbt_models
 
     for name, node in models.items():
         key = get_asset_key_for_model([dbt_models], name)
@@ -168,7 +168,7 @@ def test_no_scheduled_or_sensor_job_writes_app(orch: Env) -> None:
         assert not [k for k in keys if k.path[0] == "app"], name
     daily = defs.resolve_job_def("daily_refresh").asset_layer.selected_asset_keys
     assert {k.path[0] for k in daily} >= {"staging", "intermediate", "marts"}
-    from orchestration.jobs import BUILD_AND_PUBLISH, RAW
+    from orchestration.defs.jobs import BUILD_AND_PUBLISH, RAW
 
     raw_checks = [
         k for k in BUILD_AND_PUBLISH.resolve_checks(graph) if k.asset_key.path[0] == "app"
@@ -180,7 +180,7 @@ def test_no_scheduled_or_sensor_job_writes_app(orch: Env) -> None:
 def test_full_pipeline_via_dagster_job_execute(orch: Env, instance: dg.DagsterInstance) -> None:
     runs = instance.get_run_records(dg.RunsFilter(job_name="full_pipeline"))
     assert [r.dagster_run.status for r in runs] == [dg.DagsterRunStatus.SUCCESS]
-    from orchestration.assets.leaderboard import FCT_LEADERBOARD, SNAPSHOT_KEY
+    from orchestration.defs.leaderboard.assets import FCT_LEADERBOARD, SNAPSHOT_KEY
 
     for key in (dg.AssetKey(["app", "users"]), FCT_LEADERBOARD, SNAPSHOT_KEY):
         assert instance.get_latest_materialization_event(key) is not None, key
@@ -199,8 +199,8 @@ def test_full_pipeline_via_dagster_job_execute(orch: Env, instance: dg.DagsterIn
 
 
 def _evaluate(instance: dg.DagsterInstance, cursor: str | None = None) -> Any:
-    from orchestration.resources import LeaderboardRedisResource, WarehouseResource
-    from orchestration.sensors.leaderboard import leaderboard_sensor
+    from orchestration.defs.leaderboard.sensors import leaderboard_sensor
+    from orchestration.defs.resources import LeaderboardRedisResource, WarehouseResource
 
     context = dg.build_sensor_context(
         instance=instance,
@@ -282,7 +282,7 @@ def test_redis_restart_leads_to_republish(orch: Env, instance: dg.DagsterInstanc
 
 def _run_leaderboard_checks(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     """Run fct_leaderboard's dbt tests (only the checks: the table is not rebuilt)."""
-    from orchestration.assets.leaderboard import FCT_LEADERBOARD
+    from orchestration.defs.leaderboard.assets import FCT_LEADERBOARD
 
     defs = _defs()
     job = dg.define_asset_job(

@@ -5,8 +5,8 @@ from datetime import timedelta
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
-from orchestration.dbt.assets import RAW_ACTIVITY, dbt_models
-from orchestration.resources import LeaderboardRedisResource, WarehouseResource
+from orchestration.defs.dbt.assets import RAW_ACTIVITY, dbt_models
+from orchestration.defs.resources import LeaderboardRedisResource, WarehouseResource
 from vedfin.errors import VedfinError
 from vedfin.leaderboard import publish
 

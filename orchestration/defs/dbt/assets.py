@@ -16,8 +16,8 @@ from dagster_dbt import (
 )
 from pydantic import Field
 
-from orchestration.dbt.project import dbt_project
-from orchestration.resources import WarehouseResource, platform_settings
+from orchestration.defs.dbt.project import dbt_project
+from orchestration.defs.resources import WarehouseResource, platform_settings
 from vedfin.calendar import today_local
 from vedfin.db import init_db
 from vedfin.dbt import (
@@ -159,6 +159,17 @@ def dbt_resource() -> DbtCliResource:
         profiles_dir=str(dbt_project.profiles_dir),
         dbt_executable=dbt_executable(),  # the virtualenv's dbt, whatever PATH says
     )
+
+
+def raw_sources() -> dg.AssetSelection:
+    """The raw tables `app/*` (materializable only by the generator)."""
+    return dg.AssetSelection.assets(*source_asset_keys())
+
+
+def raw_source_checks() -> dg.AssetSelection:
+    """The dbt tests on the raw sources: they check what the platform wrote, so every build
+    runs them even though no scheduled job materializes `app/*`."""
+    return dg.AssetSelection.checks_for_assets(*source_asset_keys())
 
 
 def source_asset_keys() -> list[dg.AssetKey]:

@@ -6,8 +6,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from orchestration.dbt.assets import config_date, source_asset_keys
-from orchestration.resources import WarehouseResource
+from orchestration.defs.dbt.assets import config_date, source_asset_keys
+from orchestration.defs.resources import WarehouseResource
 from vedfin.errors import VedfinError
 
 

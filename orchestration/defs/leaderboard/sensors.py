@@ -27,14 +27,14 @@ import time
 
 import dagster as dg
 
-from orchestration.assets.leaderboard import (
+from orchestration.defs.dbt.assets import raw_observations
+from orchestration.defs.leaderboard.assets import (
     SNAPSHOT_KEY,
     failed_checks,
     latest_leaderboard_build,
 )
-from orchestration.dbt.assets import raw_observations
-from orchestration.jobs import publish_leaderboard, refresh_leaderboard
-from orchestration.resources import LeaderboardRedisResource, WarehouseResource
+from orchestration.defs.leaderboard.jobs import publish_leaderboard, refresh_leaderboard
+from orchestration.defs.resources import LeaderboardRedisResource, WarehouseResource
 from vedfin.errors import VedfinError
 from vedfin.leaderboard import snapshot_meta
 from vedfin.raw import PointActivity, point_activity

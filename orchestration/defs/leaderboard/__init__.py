@@ -1,0 +1,1 @@
+"""The Redis leaderboard snapshot, its jobs and the five-minute sensor."""
