@@ -1,8 +1,8 @@
 """The behaviour model: who signs up when, their sessions, what they learn.
 
-Time is int64 microseconds since the Unix epoch (UTC). Local time is UTC+7
-(Asia/Ho_Chi_Minh has had no DST since 1975), so a local date is
-``(ts + 7h) // 1 day``.
+Time is int64 microseconds since the Unix epoch (UTC). Local time is the reporting zone
+(``vedfin.calendar.ZONE``, Asia/Ho_Chi_Minh, UTC+7 with no DST since 1975), so a local
+date is ``(ts + LOCAL_OFFSET_US) // 1 day``.
 
 Work is done in chunks of users so memory stays flat as ``--users`` grows.
 Sessions and the "ambient" events inside them (logins, page and course views,
@@ -17,18 +17,21 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 
 from seeds_gen.people import make_people
 from seeds_gen.reference import EV, EVENT_TYPES, Course, Lesson, catalog, people
+from vedfin.calendar import ZONE
 
 US = 1_000_000
 MIN_US = 60 * US
 HOUR_US = 3600 * US
 DAY_US = 86400 * US
-LOCAL_OFFSET_US = 7 * HOUR_US
+LOCAL_OFFSET_US = int(ZONE.utcoffset(datetime(2000, 1, 1)).total_seconds()) * US  # type: ignore[union-attr]
+"""The reporting zone's offset (vedfin.calendar.ZONE, UTC+7, no DST since 1975): local dates
+in integer arithmetic, the generator's hot path."""
 EPOCH = date(1970, 1, 1)
 
 # Share of sessions starting in each local hour: morning commute, a lunch peak,
