@@ -32,11 +32,16 @@ from rich.table import Table
 
 from benchmarks.seed import bench_database
 from benchmarks.stats import percentile
+from orchestration.defs.resources import (
+    LeaderboardRedisResource,
+    WarehouseResource,
+    platform_settings,
+)
 from seeds_gen.live import LiveSimulator, PointsWrite
 from seeds_gen.load import load_fresh
 from seeds_gen.scenarios import make_spec
 from vedfin.config import Settings, apply_env, resolve
-from vedfin.db import describe_target, init_db
+from vedfin.db import describe_target
 from vedfin.leaderboard import LeaderboardSettings
 
 console = Console(stderr=True)
@@ -136,8 +141,6 @@ def _platform(url: str, redis_url: str, interval: int, home: str) -> Settings:
 
 
 def _evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None) -> Any:
-    from orchestration.defs.resources import LeaderboardRedisResource, WarehouseResource
-
     sensor = defs.resolve_sensor_def("leaderboard_sensor")
     context = dg.build_sensor_context(
         instance=instance,
@@ -173,7 +176,6 @@ def run(
     seed: int,
 ) -> FreshnessResult:
     url = bench_database(server_url, database_url, name="vedfin_bench_freshness")
-    init_db(url)
     spec = make_spec(scenario, users=users, seed=seed)
     console.print(
         f"[bold]bench freshness[/] on {describe_target(url)}: {spec.users:,} users "
@@ -182,8 +184,8 @@ def run(
     load_fresh(url, spec, target="dev", reset=True)
     with tempfile.TemporaryDirectory(prefix="vedfin-freshness-") as home:
         _platform(url, redis_url, interval, home)
-        from orchestration.definitions import defs  # reads the interval and servers above
-        from orchestration.defs.resources import platform_settings
+        # imported here on purpose: the sensor reads its interval when the definitions load
+        from orchestration.definitions import defs
 
         platform_settings.cache_clear()
         with dg.DagsterInstance.ephemeral() as instance:

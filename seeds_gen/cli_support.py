@@ -87,6 +87,7 @@ def run_seed(
                 force=force,
                 on_progress=update,
                 on_phase=phase,
+                checked=True,
             )
         else:
             result = load_append(
@@ -96,6 +97,7 @@ def run_seed(
                 force=force,
                 bad_events_rate=bad_events,
                 on_progress=update,
+                checked=True,
             )
     print_summary(result, url)
     return result

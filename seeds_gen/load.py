@@ -28,6 +28,7 @@ from seeds_gen.pgcopy import EVENT_COLUMNS, HEADER, TRAILER, encode_events, text
 from seeds_gen.reference import people
 from seeds_gen.scenarios import Spec
 from seeds_gen.simulate import (
+    EPOCH,
     PROPS,
     Catalog,
     LearnState,
@@ -162,8 +163,6 @@ def progress_tuple(p: Progress) -> tuple[object, ...]:
 
 
 def seed_user_tuple(up: UserParams, sk: StreakState) -> tuple[object, ...]:
-    from seeds_gen.simulate import EPOCH
-
     last = EPOCH.fromordinal(EPOCH.toordinal() + sk.last_day) if sk.last_day is not None else None
     return (
         up.user_id,
@@ -345,11 +344,15 @@ def check_safe(
         )
 
 
-def preflight(url: str, target: str, *, reset: bool, force: bool, append: bool) -> None:
-    """The safety checks of a load, before any work starts."""
-    init_db(url)
+def preflight(
+    url: str, target: str, *, reset: bool, force: bool, append: bool = False
+) -> list[str]:
+    """The migrations and the safety checks of a load, before any work starts (then pass
+    ``checked=True`` to the load, which skips them); returns the migrations applied."""
+    applied = init_db(url).applied
     with connect(url) as conn:
         check_safe(url, target, reset=reset, force=force, conn=conn, append=append)
+    return applied
 
 
 def drop_structures(conn: psycopg.Connection) -> list[tuple[int, str]]:
@@ -428,19 +431,23 @@ def load_fresh(
     force: bool = False,
     on_progress: ProgressFn | None = None,
     on_phase: PhaseFn | None = None,
+    checked: bool = False,
 ) -> LoadResult:
     """Generate ``spec`` and load it in one transaction; the old data survives any failure.
 
     ``on_progress`` follows the generation chunk by chunk; ``on_phase`` names each step
     after it (the other tables, every key and index, ANALYZE), which can take seconds.
+    ``checked``: the caller ran ``preflight`` for this load (migrations, safety checks).
     """
-    init_db(url)
+    if not checked:
+        init_db(url)
     started = time.perf_counter()
     result = LoadResult("fresh", spec)
     cat = Catalog(spec.courses, spec.window)
     with connect(url) as conn, ExitStack() as stack:
         conn.execute("set synchronous_commit = off")
-        check_safe(url, target, reset=reset, force=force, conn=conn)
+        if not checked:
+            check_safe(url, target, reset=reset, force=force, conn=conn)
         conn.execute("set timezone = 'UTC'")
         conn.execute("set maintenance_work_mem = '1GB'")
         spools = {t: stack.enter_context(tempfile.TemporaryFile("w+b")) for t in SPOOLED}
@@ -608,16 +615,21 @@ def load_append(
     force: bool = False,
     bad_events_rate: float = 0.0,
     on_progress: ProgressFn | None = None,
+    checked: bool = False,
 ) -> LoadResult:
-    """Extend the generated dataset by ``days`` more days, in one transaction."""
+    """Extend the generated dataset by ``days`` more days, in one transaction.
+
+    ``checked``: the caller ran ``preflight`` for this load (migrations, safety checks)."""
     if days < 1:
         raise VedfinError("--append-days must be at least 1")
-    init_db(url)
+    if not checked:
+        init_db(url)
     started = time.perf_counter()
     with connect(url) as conn, ExitStack() as stack:
         conn.execute("set synchronous_commit = off")
         conn.execute("set timezone = 'UTC'")
-        check_safe(url, target, reset=False, force=force, conn=conn, append=True)
+        if not checked:
+            check_safe(url, target, reset=False, force=force, conn=conn, append=True)
         base, last_end, _last_cutoff = _last_runs(conn)
         new_end = last_end + timedelta(days=days)
         window = Window(

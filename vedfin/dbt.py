@@ -16,7 +16,7 @@ import psycopg
 
 from vedfin.calendar import today_local
 from vedfin.config import DBT_PROFILES_DIR, DBT_PROJECT_DIR, Settings, env_exports
-from vedfin.db import connect, describe_target
+from vedfin.db import check_schema, connect, describe_target
 from vedfin.errors import VedfinError
 
 
@@ -175,9 +175,12 @@ def run_dbt(
 
 def latest_fresh_run(url: str) -> int | None:
     with connect(url) as conn:
-        row = conn.execute(
-            "select max(run_id) from vedfin_meta.seed_runs where mode = 'fresh'"
-        ).fetchone()
+        try:
+            row = conn.execute(
+                "select max(run_id) from vedfin_meta.seed_runs where mode = 'fresh'"
+            ).fetchone()
+        except psycopg.errors.UndefinedTable:  # no bookkeeping yet: nothing generated
+            return None
     return None if row is None else row[0]
 
 
@@ -241,8 +244,6 @@ def build(
     """`dbt build`; a full refresh when asked, or when the raw data was regenerated.
 
     Unit tests only with ``unit_tests`` (they test the SQL on fixed inputs, not the data)."""
-    from vedfin.db import check_schema
-
     check_schema(settings.database_url)
     as_of = as_of or today_local()
     holder = f"vedfin build (pid {os.getpid()})"

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import redis
 
+from vedfin.db import connect, describe_target
 from vedfin.errors import ConnectionFailed, VedfinError
 
 DEFAULT_PREFIX = "leaderboard:"
@@ -130,8 +131,6 @@ def _redis_error(settings: LeaderboardSettings, exc: Exception) -> ConnectionFai
 def _mart_connection(database_url: str) -> Iterator[psycopg.Connection]:
     """A connection (vedfin.db.connect: one-line error when unreachable) on which a missing
     mart is one clear line too."""
-    from vedfin.db import connect, describe_target
-
     try:
         with connect(database_url) as conn:
             yield conn

@@ -8,6 +8,10 @@ from pydantic import Field
 
 from orchestration.defs.dbt.assets import config_date, source_asset_keys
 from orchestration.defs.resources import WarehouseResource
+from seeds_gen.load import LoadResult, data_end_date, load_append, load_fresh, preflight
+from seeds_gen.scenarios import make_spec
+from vedfin.calendar import today_local
+from vedfin.dbt import latest_fresh_run
 from vedfin.errors import VedfinError
 
 
@@ -41,9 +45,12 @@ class GenerateConfig(dg.Config):  # type: ignore[misc]
     force: bool = Field(default=False, description="Allow the prod target (refused otherwise).")
 
 
-def _generated_before(url: str) -> bool:
-    from vedfin.dbt import latest_fresh_run
+def _log_applied(context: dg.AssetExecutionContext, applied: list[str]) -> None:
+    if applied:
+        context.log.info(f"applied migrations: {', '.join(applied)}")
 
+
+def _generated_before(url: str) -> bool:
     return latest_fresh_run(url) is not None
 
 
@@ -66,16 +73,8 @@ def _generated_before(url: str) -> bool:
 def generate_app_data(
     context: dg.AssetExecutionContext, config: GenerateConfig, warehouse: WarehouseResource
 ) -> Iterator[dg.MaterializeResult]:
-    from seeds_gen.load import LoadResult, data_end_date, load_append, load_fresh
-    from seeds_gen.scenarios import make_spec
-    from vedfin.calendar import today_local
-    from vedfin.db import init_db
-
     url = warehouse.url()
     target = warehouse.target()
-    applied = init_db(url).applied  # the raw schema's migrations, idempotent
-    if applied:
-        context.log.info(f"applied migrations: {', '.join(applied)}")
     result: LoadResult
     try:
         if config.mode == "fresh":
@@ -89,6 +88,7 @@ def generate_app_data(
                 bad_events_rate=config.bad_events_rate,
             )
             reset = config.replace_generated and _generated_before(url)
+            _log_applied(context, preflight(url, target, reset=reset, force=config.force))
             context.log.info(f"generating {spec.scenario}: {spec.users} users, {spec.days} days")
             result = load_fresh(
                 url,
@@ -99,8 +99,12 @@ def generate_app_data(
                 on_phase=lambda step: (
                     context.log.debug if step.startswith("keys") else context.log.info
                 )(f"load: {step}"),
+                checked=True,
             )
         else:
+            _log_applied(
+                context, preflight(url, target, reset=False, force=config.force, append=True)
+            )
             days = config.append_days
             if days <= 0:  # catch up to today
                 days = (today_local() - data_end_date(url)).days
@@ -116,6 +120,7 @@ def generate_app_data(
                 target=target,
                 force=config.force,
                 bad_events_rate=config.bad_events_rate,
+                checked=True,
             )
     except (VedfinError, ValueError) as exc:
         raise dg.Failure(str(exc)) from None
