@@ -81,7 +81,7 @@ test: install test-tools ## Run the whole test suite (real PostgreSQL and Redis)
 	$(BIN)/pytest
 
 lint: install ## ruff and mypy
-	$(BIN)/ruff check vedfin seeds_gen orchestration benchmarks tests
+	$(BIN)/ruff check vedfin vedfin_cli seeds_gen orchestration benchmarks tests
 	$(BIN)/mypy
 
 clean: ## Remove the virtualenv and dbt build output (keeps .vedfin data)
