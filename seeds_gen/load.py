@@ -37,22 +37,10 @@ from seeds_gen.simulate import (
     Window,
     local_midnight_us,
 )
-from vedfin.db import app_is_platforms, connect, describe_target, init_db
+from vedfin.db import RAW_TABLES, app_is_platforms, connect, describe_target, init_db
 from vedfin.errors import UnsafeOperation, VedfinError
 
-APP_TABLES = (
-    "users",
-    "courses",
-    "lessons",
-    "enrollments",
-    "user_progress",
-    "behavior_logs",
-    "achievements",
-    "user_achievements",
-    "streaks",
-    "buddy_groups",
-    "buddy_group_members",
-)
+APP_TABLES = RAW_TABLES
 COLUMNS: dict[str, tuple[str, ...]] = {
     "users": (
         "id",

@@ -14,22 +14,12 @@ from typing import cast
 
 import numpy as np
 
+from vedfin.db import CONTRACT_COLUMNS
+
 PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 UTC, PostgreSQL's epoch
 HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 TRAILER = struct.pack(">h", -1)
-EVENT_COLUMNS = (
-    "id",
-    "user_id",
-    "session_id",
-    "event_type",
-    "course_id",
-    "lesson_id",
-    "occurred_at",
-    "duration_seconds",
-    "properties",
-    "device",
-    "ingested_at",
-)
+EVENT_COLUMNS = CONTRACT_COLUMNS["behavior_logs"]  # the binary layout follows this order
 
 
 class _Layout:

@@ -23,27 +23,16 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT, _recreate_database, isolated_platform, run_cli
+from tests.dagster_env import Platform, dagster_job, mart_scores, redis_scores, run
 from tests.redis_server import RedisServer
 from vedfin.config import Settings, env_exports, with_database
-from vedfin.db import MIGRATIONS_DIR, init_db
+from vedfin.db import MIGRATIONS_DIR, RAW_TABLES, init_db
 from vedfin.dbt import BUILD_LOCK_KEY
-from vedfin.leaderboard import LeaderboardSettings, snapshot_meta
+from vedfin.leaderboard import snapshot_meta
 
 END = "2026-11-20"
 PREFIX = "live:"
-TABLES = (
-    "users",
-    "courses",
-    "lessons",
-    "enrollments",
-    "user_progress",
-    "behavior_logs",
-    "achievements",
-    "user_achievements",
-    "streaks",
-    "buddy_groups",
-    "buddy_group_members",
-)
+TABLES = RAW_TABLES  # parents first
 
 
 def write_like_the_platform(source_url: str, url: str) -> None:
@@ -77,17 +66,6 @@ def write_like_the_platform(source_url: str, url: str) -> None:
                 )
 
 
-class Platform:
-    def __init__(self, values: dict[str, str], server: RedisServer, url: str) -> None:
-        self.values = values
-        self.server = server
-        self.url = url
-
-    @property
-    def lb(self) -> LeaderboardSettings:
-        return LeaderboardSettings.from_env(self.server.url, "test", PREFIX)
-
-
 @pytest.fixture(scope="module")
 def platform(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     from seeds_gen.load import load_fresh
@@ -108,29 +86,11 @@ def platform(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     saved = dict(os.environ)
     os.environ.update(values)  # the Dagster instance these tests open reads DAGSTER_PG_URL
     try:
-        yield Platform(values, server, scoped.database_url)
+        yield Platform(values, server, scoped.database_url, PREFIX)
     finally:
         os.environ.clear()
         os.environ.update(saved)
         server.stop()
-
-
-def _dagster(job: str, env: dict[str, str], config: Path | None = None) -> list[str]:
-    args = [str(Path(sys.executable).parent / "dagster"), "job", "execute"]
-    args += ["-m", "orchestration.definitions", "-j", job]
-    return args + (["-c", str(config)] if config else [])
-
-
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        args,
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
 
 
 def _app_state(url: str) -> dict[str, Any]:
@@ -149,18 +109,6 @@ def _as_of_config(tmp_path: Path, as_of: str) -> Path:
     return config
 
 
-def _mart_scores(url: str) -> dict[int, int]:
-    with psycopg.connect(url) as conn:
-        return dict(conn.execute("select user_id, total_points from marts.fct_leaderboard"))
-
-
-def _redis_scores(lb: LeaderboardSettings) -> dict[int, int]:
-    import redis
-
-    r = redis.Redis.from_url(lb.redis_url, decode_responses=True)
-    return {int(k): int(v) for k, v in r.zrange(lb.key("all_time"), 0, -1, withscores=True)}
-
-
 def test_daily_refresh_on_a_database_only_an_outside_writer_wrote(
     platform: Platform, tmp_path: Path, marts: tuple[str, ...]
 ) -> None:
@@ -169,9 +117,7 @@ def test_daily_refresh_on_a_database_only_an_outside_writer_wrote(
     assert meta == (None,), "the writer left no vedfin bookkeeping"
     before = _app_state(platform.url)
 
-    done = _run(
-        _dagster("daily_refresh", platform.values, _as_of_config(tmp_path, END)), platform.values
-    )
+    done = run(dagster_job("daily_refresh", _as_of_config(tmp_path, END)), platform.values)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "no generated dataset" not in done.stdout + done.stderr
     assert _app_state(platform.url) == before  # read, never written
@@ -187,7 +133,7 @@ def test_daily_refresh_on_a_database_only_an_outside_writer_wrote(
     assert origin == ("platform",) and seeded == (0,)
     assert grants == (None,), "the platform's grants on app are left as they were"
     assert snapshot_meta(platform.lb)["as_of_date"] == END
-    assert _redis_scores(platform.lb) == _mart_scores(platform.url)
+    assert redis_scores(platform.lb) == mart_scores(platform.url)
     with dg.DagsterInstance.from_config(platform.values["DAGSTER_HOME"]) as instance:
         observed = instance.fetch_observations(dg.AssetKey(["app", "users"]), limit=20).records
         runs = instance.get_run_records(dg.RunsFilter(job_name="daily_refresh"), limit=1)
@@ -247,10 +193,10 @@ def test_on_prod_no_job_writes_app(platform: Platform, tmp_path: Path) -> None:
     writes app (the platform's writes are the only ones)."""
     prod = {**platform.values, "DBT_TARGET": "prod", "PGSSLMODE": "disable"}
     before = _app_state(platform.url)
-    refused = _run(_dagster("generate_demo_data", prod), prod)
+    refused = run(dagster_job("generate_demo_data"), prod)
     assert refused.returncode != 0
     assert "refusing to write synthetic data to the prod target" in refused.stdout + refused.stderr
-    done = _run(_dagster("daily_refresh", prod, _as_of_config(tmp_path, END)), prod)
+    done = run(dagster_job("daily_refresh", _as_of_config(tmp_path, END)), prod)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert _app_state(platform.url) == before
 
@@ -284,8 +230,8 @@ def test_builds_started_together_all_succeed_one_after_the_other(
     outputs = {name: (tmp_path / f"{name}.out").open("w+") for name in ("cli", "run1", "run2")}
     commands = {
         "cli": [sys.executable, "-m", "vedfin_cli", "build", "--as-of", END],
-        "run1": _dagster("refresh_leaderboard", platform.values, config),
-        "run2": _dagster("refresh_leaderboard", platform.values, config),
+        "run1": dagster_job("refresh_leaderboard", config),
+        "run2": dagster_job("refresh_leaderboard", config),
     }
     procs = {
         name: subprocess.Popen(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,46 +20,23 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT, isolated_platform, run_cli
+from tests.dagster_env import Platform, dagster_job, mart_scores, redis_scores, run
 from tests.redis_server import RedisServer
 from vedfin.config import Settings, env_exports
-from vedfin.leaderboard import LeaderboardReader, LeaderboardSettings, snapshot_meta
+from vedfin.leaderboard import LeaderboardReader, snapshot_meta
 
 END = "2026-11-20"
 PREFIX = "orch:"
 
 
-class Env:
-    def __init__(self, values: dict[str, str], server: RedisServer, url: str) -> None:
-        self.values = values
-        self.server = server
-        self.url = url
-
-    @property
-    def lb(self) -> LeaderboardSettings:
-        """What the resource resolves in the test target: Redis database 1, our prefix."""
-        return LeaderboardSettings.from_env(self.server.url, "test", PREFIX)
-
-
 def _execute_job(
     job: str, config: str | None, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    """`dagster job execute -m orchestration.definitions -j <job> [-c <config>]`: the CI path."""
-    args = ["job", "execute", "-m", "orchestration.definitions", "-j", job]
-    if config:
-        args += ["-c", config]
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), *args],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    return run(dagster_job(job, config), env)
 
 
 @pytest.fixture(scope="module")
-def orch(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+def orch(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     server = RedisServer().start()
     scoped = isolated_platform(
         settings, "vedfin_orch", server.url, tmp_path_factory.mktemp("dagster_home")
@@ -75,7 +51,7 @@ def orch(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
     platform_settings.cache_clear()
     try:
-        yield Env(values, server, url)
+        yield Platform(values, server, url, PREFIX)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -84,14 +60,14 @@ def orch(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(orch: Env) -> subprocess.CompletedProcess[str]:
+def pipeline_run(orch: Platform) -> subprocess.CompletedProcess[str]:
     done = _execute_job("full_pipeline", "orchestration/run_config/test.yaml", orch.values)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
 
 
 @pytest.fixture(scope="module")
-def instance(orch: Env, pipeline_run: Any) -> Iterator[dg.DagsterInstance]:
+def instance(orch: Platform, pipeline_run: Any) -> Iterator[dg.DagsterInstance]:
     with dg.DagsterInstance.from_config(orch.values["DAGSTER_HOME"]) as inst:
         yield inst
 
@@ -102,21 +78,7 @@ def _defs() -> dg.Definitions:
     return defs
 
 
-def _mart_scores(url: str) -> dict[int, int]:
-    with psycopg.connect(url) as conn:
-        return dict(
-            conn.execute("select user_id, total_points from marts.fct_leaderboard").fetchall()
-        )
-
-
-def _redis_scores(lb: LeaderboardSettings) -> dict[int, int]:
-    import redis
-
-    r = redis.Redis.from_url(lb.redis_url, decode_responses=True)
-    return {int(k): int(v) for k, v in r.zrange(f"{PREFIX}all_time", 0, -1, withscores=True)}
-
-
-def test_definitions_load_and_every_dbt_model_has_an_asset(orch: Env) -> None:
+def test_definitions_load_and_every_dbt_model_has_an_asset(orch: Platform) -> None:
     defs = _defs()
     dg.Definitions.validate_loadable(defs)
     graph = defs.get_repository_def().asset_graph
@@ -155,7 +117,7 @@ def test_definitions_load_and_every_dbt_model_has_an_asset(orch: Env) -> None:
     assert snapshot.freshness_policy is not None  # the UI says when the snapshot is late
 
 
-def test_no_scheduled_or_sensor_job_writes_app(orch: Env) -> None:
+def test_no_scheduled_or_sensor_job_writes_app(orch: Platform) -> None:
     """The jobs a schedule or the sensor starts select the dbt models, their checks (the raw
     sources' tests included) and the snapshot, never the generator's app/* assets."""
     defs = _defs()
@@ -177,7 +139,9 @@ def test_no_scheduled_or_sensor_job_writes_app(orch: Env) -> None:
     assert {k.path[0] for k in RAW.resolve(graph)} == {"app"}
 
 
-def test_full_pipeline_via_dagster_job_execute(orch: Env, instance: dg.DagsterInstance) -> None:
+def test_full_pipeline_via_dagster_job_execute(
+    orch: Platform, instance: dg.DagsterInstance
+) -> None:
     runs = instance.get_run_records(dg.RunsFilter(job_name="full_pipeline"))
     assert [r.dagster_run.status for r in runs] == [dg.DagsterRunStatus.SUCCESS]
     from orchestration.defs.leaderboard.assets import FCT_LEADERBOARD, SNAPSHOT_KEY
@@ -188,8 +152,8 @@ def test_full_pipeline_via_dagster_job_execute(orch: Env, instance: dg.DagsterIn
         for mart in ("fct_daily_active_users", "fct_cohort_retention", "fct_leaderboard"):
             n = conn.execute(f"select count(*) from marts.{mart}").fetchone()
             assert n is not None and n[0] > 0, mart
-    mart = _mart_scores(orch.url)
-    assert mart and _redis_scores(orch.lb) == mart
+    mart = mart_scores(orch.url)
+    assert mart and redis_scores(orch.lb) == mart
     meta = snapshot_meta(orch.lb)
     assert meta["as_of_date"] == END and int(meta["source_rows"]) == len(mart)
     top = LeaderboardReader(orch.lb, orch.url).top(10)
@@ -239,7 +203,7 @@ def _publish(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
 
 
 def test_sensor_skips_without_new_activity_and_says_the_snapshot_is_current(
-    orch: Env, instance: dg.DagsterInstance
+    orch: Platform, instance: dg.DagsterInstance
 ) -> None:
     first = _evaluate(instance)
     assert "no new point-earning activity" in _skip(first)
@@ -260,7 +224,7 @@ def test_sensor_skips_without_new_activity_and_says_the_snapshot_is_current(
     assert not [e for e in second.asset_events if isinstance(e, dg.AssetObservation)]
 
 
-def test_redis_restart_leads_to_republish(orch: Env, instance: dg.DagsterInstance) -> None:
+def test_redis_restart_leads_to_republish(orch: Platform, instance: dg.DagsterInstance) -> None:
     orch.server.stop()
     down = _evaluate(instance)
     assert "Redis unreachable" in _skip(down)
@@ -276,7 +240,7 @@ def test_redis_restart_leads_to_republish(orch: Env, instance: dg.DagsterInstanc
     assert request.job_name == "publish_leaderboard"
     assert request.tags["vedfin/reason"] == "snapshot missing in Redis, mart current"
     assert _publish(instance).success
-    assert _redis_scores(orch.lb) == _mart_scores(orch.url)
+    assert redis_scores(orch.lb) == mart_scores(orch.url)
     assert "no new point-earning activity" in _skip(_evaluate(instance))
 
 
@@ -296,7 +260,7 @@ def _run_leaderboard_checks(instance: dg.DagsterInstance) -> dg.ExecuteInProcess
     )
 
 
-def test_failed_dbt_test_blocks_the_publish(orch: Env, instance: dg.DagsterInstance) -> None:
+def test_failed_dbt_test_blocks_the_publish(orch: Platform, instance: dg.DagsterInstance) -> None:
     """A real dbt test on fct_leaderboard fails; the sensor and the publish both refuse."""
     with psycopg.connect(orch.url) as conn:
         user, points = conn.execute(
@@ -324,7 +288,7 @@ def test_failed_dbt_test_blocks_the_publish(orch: Env, instance: dg.DagsterInsta
     assert _run_leaderboard_checks(instance).success
     assert _request(_evaluate(instance)).job_name == "publish_leaderboard"
     assert _publish(instance).success
-    assert _redis_scores(orch.lb) == _mart_scores(orch.url)
+    assert redis_scores(orch.lb) == mart_scores(orch.url)
 
 
 def _app_state(url: str) -> dict[str, tuple[int, int]]:
@@ -343,7 +307,7 @@ def _job_steps(instance: dg.DagsterInstance, job: str) -> set[str]:
 
 
 def test_daily_refresh_builds_what_an_outside_writer_added_and_never_writes_app(
-    orch: Env, instance: dg.DagsterInstance, tmp_path: Path
+    orch: Platform, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
     """The platform writes a day of logins (plain INSERT); daily_refresh builds it."""
     with psycopg.connect(orch.url) as conn:
@@ -371,11 +335,11 @@ def test_daily_refresh_builds_what_an_outside_writer_added_and_never_writes_app(
         ).fetchone()
     assert day is not None and (str(day[0]), day[1]) == ("2026-11-21", len(users))
     assert snapshot_meta(orch.lb)["as_of_date"] == "2026-11-21"
-    assert _redis_scores(orch.lb) == _mart_scores(orch.url)
+    assert redis_scores(orch.lb) == mart_scores(orch.url)
 
 
 def test_points_of_a_simulated_completion_reach_redis_after_one_tick_and_one_run(
-    orch: Env, instance: dg.DagsterInstance
+    orch: Platform, instance: dg.DagsterInstance
 ) -> None:
     """The live simulator writes like the app (user_progress updated in place, events,
     unlocks); the next tick requests refresh_leaderboard, whose run puts the points in
@@ -386,7 +350,7 @@ def test_points_of_a_simulated_completion_reach_redis_after_one_tick_and_one_run
 
     settled = _evaluate(instance)
     assert "no new point-earning activity" in _skip(settled)
-    before = _redis_scores(orch.lb)
+    before = redis_scores(orch.lb)
     writes: list[PointsWrite] = []
     for seed in range(1, 20):  # until a lesson completion is among the writes
         sim = LiveSimulator(orch.url, seed=seed, events_per_second=1000, target="test")
@@ -406,11 +370,11 @@ def test_points_of_a_simulated_completion_reach_redis_after_one_tick_and_one_run
     done = _execute_job("refresh_leaderboard", None, orch.values)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert _job_steps(instance, "refresh_leaderboard") == {"dbt_models", "leaderboard_snapshot"}
-    after = _redis_scores(orch.lb)
+    after = redis_scores(orch.lb)
     earned: Counter[int] = Counter()
     for w in writes:
         earned[w.user_id] += w.points
     for user, points in earned.items():
         assert after[user] == before.get(user, 0) + points, user
-    assert after == _mart_scores(orch.url)
+    assert after == mart_scores(orch.url)
     assert "no new point-earning activity" in _skip(_evaluate(instance, tick.cursor))

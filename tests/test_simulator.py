@@ -20,23 +20,11 @@ from seeds_gen.load import load_fresh
 from seeds_gen.scenarios import make_spec
 from tests.conftest import ROOT, _recreate_database, run_cli
 from vedfin.config import Settings, with_database
-from vedfin.db import CONTRACT_COLUMNS, MIGRATIONS_DIR, init_db
+from vedfin.db import CONTRACT_COLUMNS, MIGRATIONS_DIR, RAW_TABLES, init_db
 from vedfin.errors import VedfinError
 
 END = date(2026, 11, 20)
-TABLES = (  # in foreign-key order
-    "users",
-    "courses",
-    "lessons",
-    "enrollments",
-    "user_progress",
-    "behavior_logs",
-    "achievements",
-    "user_achievements",
-    "streaks",
-    "buddy_groups",
-    "buddy_group_members",
-)
+TABLES = RAW_TABLES  # parents first
 
 
 @pytest.fixture(scope="module")

@@ -188,6 +188,8 @@ CONTRACT_COLUMNS: dict[str, tuple[str, ...]] = {
     "buddy_group_members": ("group_id", "user_id", "joined_at"),
 }
 """The raw tables and columns the contract (../shared/CONTRACT.md) fixes."""
+RAW_TABLES = tuple(CONTRACT_COLUMNS)
+"""The raw tables, parents before the tables that reference them."""
 
 
 def contract_gaps(conn: psycopg.Connection) -> list[str]:

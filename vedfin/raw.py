@@ -21,24 +21,13 @@ from typing import Any
 
 from psycopg import sql
 
-from vedfin.db import connect
+from vedfin.db import CONTRACT_COLUMNS, connect
 
-TIME_COLUMNS: dict[str, tuple[str, ...]] = {
-    "users": ("created_at", "deleted_at"),
-    "courses": ("published_at",),
-    "lessons": (),
-    "enrollments": ("enrolled_at",),
-    "user_progress": ("updated_at", "completed_at"),
-    "behavior_logs": ("ingested_at",),
-    "achievements": (),
-    "user_achievements": ("unlocked_at",),
-    "streaks": ("last_active_date",),
-    "buddy_groups": ("created_at",),
-    "buddy_group_members": ("joined_at",),
+TIME_COLUMNS = {
+    table: tuple(c for c in columns if c.endswith(("_at", "_date")))
+    for table, columns in CONTRACT_COLUMNS.items()
 }
-"""The raw tables of the contract with the time columns that say when a row was written."""
-
-ID_COLUMN = {"user_achievements": None, "streaks": "user_id", "buddy_group_members": None}
+"""The contract's time columns of each raw table: when a row was written or changed."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -58,7 +47,7 @@ def observe(url: str) -> dict[str, dict[str, Any]]:
         conn.execute("set transaction isolation level repeatable read, read only")
         for table, columns in TIME_COLUMNS.items():
             rel = sql.Identifier("app", table)
-            id_col = ID_COLUMN.get(table, "id")
+            id_col = "id" if "id" in CONTRACT_COLUMNS[table] else None
             parts: list[sql.Composable] = [sql.SQL("count(*)")]
             names = ["rows"]
             if id_col:

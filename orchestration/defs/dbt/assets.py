@@ -172,14 +172,13 @@ def raw_source_checks() -> dg.AssetSelection:
     return dg.AssetSelection.checks_for_assets(*source_asset_keys())
 
 
-def source_asset_keys() -> list[dg.AssetKey]:
-    """The asset keys dbt gives the `app` source tables (what the generator produces)."""
+@cache
+def source_asset_keys() -> tuple[dg.AssetKey, ...]:
+    """The asset keys dbt gives the `app` source tables (read from the manifest once)."""
     data = json.loads(dbt_project.manifest_path.read_text())
-    return sorted(
-        (
-            translator.get_asset_key(props)
-            for props in data["sources"].values()
-            if props["source_name"] == "app"
-        ),
-        key=lambda k: k.to_user_string(),
+    keys = (
+        translator.get_asset_key(props)
+        for props in data["sources"].values()
+        if props["source_name"] == "app"
     )
+    return tuple(sorted(keys, key=lambda k: k.to_user_string()))
