@@ -17,7 +17,9 @@ from seeds_gen.simulate import (
     EventLists,
     LearnState,
     Progress,
+    Sessions,
     UserParams,
+    UserRow,
     Window,
     ambient_events,
     draw_sessions,
@@ -49,7 +51,7 @@ class StreakState:
 
 @dataclass
 class ChunkRows:
-    users: list[tuple[object, ...]] = field(default_factory=list)
+    users: list[UserRow] = field(default_factory=list)
     enrollments: list[tuple[object, ...]] = field(default_factory=list)
     progress_new: list[Progress] = field(default_factory=list)
     progress_changed: list[Progress] = field(default_factory=list)
@@ -100,63 +102,149 @@ def _assign_buddies(
     return groups, members, join_sid
 
 
+@dataclass
+class Cohort:
+    """The users one chunk simulates, and where each one's story continues from."""
+
+    params: list[UserParams]
+    states: list[LearnState]
+    streaks: list[StreakState]
+    from_us: np.ndarray  # each user's sessions start after this instant
+    with_signup: np.ndarray  # whose first session is their signup
+
+    @classmethod
+    def signing_up(cls, params: list[UserParams], signups: np.ndarray) -> Cohort:
+        """New users: their story starts with the signup session."""
+        n = len(params)
+        return cls(
+            params,
+            [LearnState() for _ in range(n)],
+            [StreakState() for _ in range(n)],
+            signups.copy(),
+            np.ones(n, dtype=bool),
+        )
+
+    @classmethod
+    def continuing(
+        cls,
+        params: list[UserParams],
+        states: list[LearnState],
+        streaks: list[StreakState],
+        after_us: int,
+    ) -> Cohort:
+        """Users generated before: their story goes on after ``after_us``."""
+        n = len(params)
+        return cls(
+            params,
+            states,
+            streaks,
+            np.full(n, after_us, dtype=np.int64),
+            np.zeros(n, dtype=bool),
+        )
+
+
 def build_chunk(
-    seed_parts: list[int],
-    cat: Catalog,
-    window: Window,
-    params: list[UserParams],
-    states: list[LearnState],
-    streaks: list[StreakState],
-    from_us: np.ndarray,
-    with_signup: np.ndarray,
-    counters: Counters,
+    seed: list[int], cat: Catalog, window: Window, cohort: Cohort, counters: Counters
 ) -> ChunkRows:
-    rng = np.random.default_rng(seed_parts)
+    """Simulate one chunk of users through ``window``: sessions, buddy groups, learning,
+    ambient events, streaks and achievements, logouts; then number the events.
+
+    Deterministic given ``seed`` and the inputs (one generator for the vectorised draws,
+    one for the per-user ones, each used in the same order every time)."""
+    rng = np.random.default_rng(seed)
     r = random.Random(int(rng.integers(0, 2**62)))
     out = ChunkRows()
-    sess = draw_sessions(rng, params, from_us, window, counters.session, with_signup)
+    sess = draw_sessions(
+        rng, cohort.params, cohort.from_us, window, counters.session, cohort.with_signup
+    )
     counters.session += len(sess.sid)
+    starts = sessions_by_user(sess)
+    out.groups, out.members, join_sid = _assign_buddies(r, cohort.params, starts, counters)
+    study = study_events(r, cat, cohort, sess, starts, window)
+    user_ids = np.array([p.user_id for p in cohort.params], dtype=np.int64)
+    events = session_events(rng, cat, cohort, sess, study, user_ids, window)
+    unlocks = streaks_and_achievements(cat, window, cohort, events, join_sid, out)
+    learning_rows(cohort, counters, out)
+    events = _concat(events, _columns(unlocks, events))
+    events = with_logouts(rng, events, sess, user_ids, window)
+    out.events = numbered(rng, events, sess, window, counters)
+    return out
 
-    # per-user session lists
+
+def sessions_by_user(sess: Sessions) -> dict[int, list[tuple[int, int]]]:
+    """Each user's (session id, start) in order, by the user's index in the chunk."""
     starts: dict[int, list[tuple[int, int]]] = {}
     for ui, sid, st in zip(
         sess.user_idx.tolist(), sess.sid.tolist(), sess.start.tolist(), strict=True
     ):
         starts.setdefault(ui, []).append((sid, st))
-    groups, members, join_sid = _assign_buddies(r, params, starts, counters)
-    out.groups, out.members = groups, members
+    return starts
 
-    # learning, per user
+
+def study_events(
+    r: random.Random,
+    cat: Catalog,
+    cohort: Cohort,
+    sess: Sessions,
+    starts: dict[int, list[tuple[int, int]]],
+    window: Window,
+) -> EventLists:
+    """What each user does in the courses, session by session (``learn``)."""
     ev = EventLists()
     signup_sid = {int(sess.user_idx[i]): int(sess.sid[i]) for i in np.nonzero(sess.is_signup)[0]}
-    for i, up in enumerate(params):
+    for i, up in enumerate(cohort.params):
         user_sessions = [(sid, st, signup_sid.get(i) == sid) for sid, st in starts.get(i, [])]
-        learn(r, cat, up, user_sessions, states[i], ev, window.cutoff_us)
+        learn(r, cat, up, user_sessions, cohort.states[i], ev, window.cutoff_us)
+    return ev
 
-    amb = ambient_events(rng, cat, params, sess)
+
+EVENT_KEYS = (
+    ("user", np.int64),
+    ("sid", np.int64),
+    ("etype", np.int8),
+    ("course", np.int64),
+    ("lesson", np.int64),
+    ("ts", np.int64),
+    ("dur", np.int32),
+    ("prop", np.int16),
+)
+
+
+def _columns(ev: EventLists, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.array(getattr(ev, k), dtype=like[k].dtype) for k, _ in EVENT_KEYS}
+
+
+def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([a[k], b[k]]) for k in a}
+
+
+def session_events(
+    rng: np.random.Generator,
+    cat: Catalog,
+    cohort: Cohort,
+    sess: Sessions,
+    study: EventLists,
+    user_ids: np.ndarray,
+    window: Window,
+) -> dict[str, np.ndarray]:
+    """The ambient events of every session (logins, page and course views, buddy messages)
+    and the study events, as columns."""
+    amb = ambient_events(rng, cat, cohort.params, sess)
     inside = amb["ts"] <= window.cutoff_us  # a session near the cutoff is cut there
     amb = {k: v[inside] for k, v in amb.items()}
-    n_amb = len(amb["ts"])
-    user_ids = np.array([p.user_id for p in params], dtype=np.int64)
-    sid_base = int(sess.sid[0]) if len(sess.sid) else 0
-    study_sid = np.array(ev.sid, dtype=np.int64)
-    events = {
-        "user": np.concatenate(
-            [user_ids[sess.user_idx[amb["sess"]]], np.array(ev.user, dtype=np.int64)]
-        ),
-        "sid": np.concatenate([sess.sid[amb["sess"]], study_sid]),
-        "etype": np.concatenate([amb["etype"], np.array(ev.etype, dtype=np.int8)]),
-        "course": np.concatenate([amb["course"], np.array(ev.course, dtype=np.int64)]),
-        "lesson": np.concatenate([amb["lesson"], np.array(ev.lesson, dtype=np.int64)]),
-        "ts": np.concatenate([amb["ts"], np.array(ev.ts, dtype=np.int64)]),
-        "dur": np.concatenate([amb["dur"], np.array(ev.dur, dtype=np.int32)]),
-        "prop": np.concatenate([amb["prop"], np.array(ev.prop, dtype=np.int16)]),
+    ambient = {
+        "user": user_ids[sess.user_idx[amb["sess"]]],
+        "sid": sess.sid[amb["sess"]],
+        **{k: amb[k] for k in ("etype", "course", "lesson", "ts", "dur", "prop")},
     }
-    del n_amb
+    study_cols = {k: np.array(getattr(study, k), dtype=dtype) for k, dtype in EVENT_KEYS}
+    return _concat(ambient, study_cols)
 
-    # streaks and achievements
-    extra = EventLists()
-    ach_id = {a.code: a.id for a in cat.achievements}
+
+def _first_event_of_each_day(
+    events: dict[str, np.ndarray],
+) -> dict[int, list[tuple[int, int, int]]]:
+    """Per user: (local day, time, session) of their first event of each day, in order."""
     order = np.lexsort((events["ts"], events["user"]))
     u_sorted = events["user"][order]
     d_sorted = local_day(events["ts"][order])
@@ -171,33 +259,27 @@ def build_chunk(
         strict=True,
     ):
         first_of_day.setdefault(uid, []).append((day, ts, sid))
+    return first_of_day
+
+
+def streaks_and_achievements(
+    cat: Catalog,
+    window: Window,
+    cohort: Cohort,
+    events: dict[str, np.ndarray],
+    join_sid: dict[int, int],
+    out: ChunkRows,
+) -> EventLists:
+    """Advance each user's streak over their active days, unlock the achievements they
+    earned (rows in ``out`` and the ``achievement_unlocked`` events returned)."""
+    extra = EventLists()
+    ach_id = {a.code: a.id for a in cat.achievements}
+    first_of_day = _first_event_of_each_day(events)
     end_day = (window.end_date - EPOCH).days
-    for i, up in enumerate(params):
-        st, sk = states[i], streaks[i]
-        unlocks: list[tuple[str, int, int]] = []
-        for day, ts, sid in first_of_day.get(up.user_id, []):
-            if sk.last_day is not None and day == sk.last_day + 1:
-                sk.run += 1
-            elif sk.last_day != day:
-                sk.run = 1
-            sk.last_day = day
-            sk.longest = max(sk.longest, sk.run)
-            for goal in STREAK_GOALS:
-                if sk.run == goal:
-                    unlocks.append((f"streak_{goal}", ts, sid))
-        for goal, code, done, prior in (
-            (1, "first_lesson", st.completions, st.prior_completions),
-            (10, "lessons_10", st.completions, st.prior_completions),
-            (1, "first_course", st.course_completions, st.prior_courses),
-            (3, "courses_3", st.course_completions, st.prior_courses),
-        ):
-            k = goal - 1 - prior
-            if 0 <= k < len(done):
-                unlocks.append((code, done[k][0], done[k][1]))
-        if st.quiz_ace:
-            unlocks.append(("quiz_ace", st.quiz_ace[0], st.quiz_ace[1]))
-        if st.night_owl:
-            unlocks.append(("night_owl", st.night_owl[0], st.night_owl[1]))
+    for i, up in enumerate(cohort.params):
+        st, sk = cohort.states[i], cohort.streaks[i]
+        unlocks = _streak_unlocks(sk, first_of_day.get(up.user_id, []))
+        unlocks += _learning_unlocks(st)
         if i in join_sid and up.joined_us is not None:
             unlocks.append(("buddy_up", up.joined_us, join_sid[i]))
         used: set[int] = set()
@@ -220,6 +302,47 @@ def build_chunk(
         )
         out.streaks.append((up.user_id, current, sk.longest, last))
         out.params.append((up, sk))
+    return extra
+
+
+def _streak_unlocks(
+    sk: StreakState, days: list[tuple[int, int, int]]
+) -> list[tuple[str, int, int]]:
+    unlocks = []
+    for day, ts, sid in days:
+        if sk.last_day is not None and day == sk.last_day + 1:
+            sk.run += 1
+        elif sk.last_day != day:
+            sk.run = 1
+        sk.last_day = day
+        sk.longest = max(sk.longest, sk.run)
+        for goal in STREAK_GOALS:
+            if sk.run == goal:
+                unlocks.append((f"streak_{goal}", ts, sid))
+    return unlocks
+
+
+def _learning_unlocks(st: LearnState) -> list[tuple[str, int, int]]:
+    unlocks = []
+    for goal, code, done, prior in (
+        (1, "first_lesson", st.completions, st.prior_completions),
+        (10, "lessons_10", st.completions, st.prior_completions),
+        (1, "first_course", st.course_completions, st.prior_courses),
+        (3, "courses_3", st.course_completions, st.prior_courses),
+    ):
+        k = goal - 1 - prior
+        if 0 <= k < len(done):
+            unlocks.append((code, done[k][0], done[k][1]))
+    if st.quiz_ace:
+        unlocks.append(("quiz_ace", st.quiz_ace[0], st.quiz_ace[1]))
+    if st.night_owl:
+        unlocks.append(("night_owl", st.night_owl[0], st.night_owl[1]))
+    return unlocks
+
+
+def learning_rows(cohort: Cohort, counters: Counters, out: ChunkRows) -> None:
+    """The enrollments and lesson progress the chunk created or changed, with new ids."""
+    for up, st in zip(cohort.params, cohort.states, strict=True):
         for cid, t in st.new_enrollments:
             out.enrollments.append((counters.enrollment, up.user_id, cid, t))
             counters.enrollment += 1
@@ -235,19 +358,16 @@ def build_chunk(
                 out.progress_changed.append(row)
             row.dirty = False
 
-    # logout at the end of most sessions
-    for key, values in (
-        ("user", extra.user),
-        ("sid", extra.sid),
-        ("etype", extra.etype),
-        ("course", extra.course),
-        ("lesson", extra.lesson),
-        ("ts", extra.ts),
-        ("dur", extra.dur),
-        ("prop", extra.prop),
-    ):
-        dtype = events[key].dtype
-        events[key] = np.concatenate([events[key], np.array(values, dtype=dtype)])
+
+def with_logouts(
+    rng: np.random.Generator,
+    events: dict[str, np.ndarray],
+    sess: Sessions,
+    user_ids: np.ndarray,
+    window: Window,
+) -> dict[str, np.ndarray]:
+    """A logout shortly after the last event of most sessions."""
+    sid_base = int(sess.sid[0]) if len(sess.sid) else 0
     pos = events["sid"] - sid_base
     last_ts = np.zeros(len(sess.sid), dtype=np.int64)
     np.maximum.at(last_ts, pos, events["ts"])
@@ -257,18 +377,31 @@ def build_chunk(
     in_window = (lo_ts <= window.cutoff_us) & (local_day(lo_ts) == local_day(last_ts[logs_out]))
     lo_pos = np.nonzero(logs_out)[0][in_window]
     n_lo = len(lo_pos)
-    events["user"] = np.concatenate([events["user"], user_ids[sess.user_idx[lo_pos]]])
-    events["sid"] = np.concatenate([events["sid"], sess.sid[lo_pos]])
-    events["etype"] = np.concatenate([events["etype"], np.full(n_lo, EV["logout"], dtype=np.int8)])
-    events["course"] = np.concatenate([events["course"], np.full(n_lo, -1, dtype=np.int64)])
-    events["lesson"] = np.concatenate([events["lesson"], np.full(n_lo, -1, dtype=np.int64)])
-    events["ts"] = np.concatenate([events["ts"], lo_ts[in_window]])
-    events["dur"] = np.concatenate([events["dur"], np.full(n_lo, -1, dtype=np.int32)])
-    events["prop"] = np.concatenate([events["prop"], np.full(n_lo, -1, dtype=np.int16)])
+    logouts = {
+        "user": user_ids[sess.user_idx[lo_pos]],
+        "sid": sess.sid[lo_pos],
+        "etype": np.full(n_lo, EV["logout"], dtype=np.int8),
+        "course": np.full(n_lo, -1, dtype=np.int64),
+        "lesson": np.full(n_lo, -1, dtype=np.int64),
+        "ts": lo_ts[in_window],
+        "dur": np.full(n_lo, -1, dtype=np.int32),
+        "prop": np.full(n_lo, -1, dtype=np.int16),
+    }
+    return _concat(events, logouts)
 
-    # device of the session, ingestion lag (a few events sync hours late), ids in time order
-    pos = events["sid"] - sid_base
-    events["device"] = sess.device[pos]
+
+def numbered(
+    rng: np.random.Generator,
+    events: dict[str, np.ndarray],
+    sess: Sessions,
+    window: Window,
+    counters: Counters,
+) -> dict[str, np.ndarray]:
+    """Each event's device (its session's), ingestion time (a few sync hours late), and
+    an id in time order."""
+    sid_base = int(sess.sid[0]) if len(sess.sid) else 0
+    events = dict(events)
+    events["device"] = sess.device[events["sid"] - sid_base]
     n = len(events["ts"])
     lag = (rng.exponential(1.5 * US, n) + 50_000).astype(np.int64)
     late = rng.random(n) < 0.004
@@ -280,8 +413,7 @@ def build_chunk(
         events[key] = events[key][order]
     events["id"] = np.arange(counters.event, counters.event + n, dtype=np.int64)
     counters.event += n
-    out.events = events
-    return out
+    return events
 
 
-__all__ = ["ChunkRows", "Counters", "StreakState", "build_chunk", "DAY_US"]
+__all__ = ["ChunkRows", "Cohort", "Counters", "StreakState", "build_chunk", "DAY_US"]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seeds_gen.chunks import ChunkRows, Counters, StreakState, build_chunk
+from seeds_gen.chunks import ChunkRows, Cohort, Counters, StreakState, build_chunk
 from seeds_gen.reference import EV, EVENT_TYPES
 from seeds_gen.scenarios import CHUNK_USERS, Spec
 from seeds_gen.simulate import (
@@ -49,15 +49,7 @@ def fresh_chunks(spec: Spec, counters: Counters | None = None) -> Iterator[Chunk
             np.random.default_rng([spec.seed, 1, k]), ids, signups[lo:hi], window
         )
         chunk = build_chunk(
-            [spec.seed, 2, k],
-            cat,
-            window,
-            params,
-            [LearnState() for _ in params],
-            [StreakState() for _ in params],
-            signups[lo:hi].copy(),
-            np.ones(len(params), dtype=bool),
-            counters,
+            [spec.seed, 2, k], cat, window, Cohort.signing_up(params, signups[lo:hi]), counters
         )
         chunk.users = rows
         if spec.bad_events_rate > 0:
@@ -144,17 +136,10 @@ def append_chunks(
     for k, lo in enumerate(range(0, len(existing), CHUNK_USERS)):
         part = existing[lo : lo + CHUNK_USERS]
         params = [e.params for e in part]
-        chunk = build_chunk(
-            [base.seed, 7, tag, k],
-            cat,
-            window,
-            params,
-            [e.state for e in part],
-            [e.streak for e in part],
-            np.full(len(part), window.start_us - 1, dtype=np.int64),
-            np.zeros(len(part), dtype=bool),
-            counters,
+        cohort = Cohort.continuing(
+            params, [e.state for e in part], [e.streak for e in part], window.start_us - 1
         )
+        chunk = build_chunk([base.seed, 7, tag, k], cat, window, cohort, counters)
         if bad_rate > 0:
             ids = np.array([p.user_id for p in params], dtype=np.int64)
             add_bad_events(
@@ -175,17 +160,8 @@ def append_chunks(
         rows, params = new_user_rows(
             np.random.default_rng([base.seed, 9, tag, k]), ids, signups[lo:hi], window
         )
-        chunk = build_chunk(
-            [base.seed, 10, tag, k],
-            cat,
-            window,
-            params,
-            [LearnState() for _ in params],
-            [StreakState() for _ in params],
-            signups[lo:hi].copy(),
-            np.ones(len(params), dtype=bool),
-            counters,
-        )
+        cohort = Cohort.signing_up(params, signups[lo:hi])
+        chunk = build_chunk([base.seed, 10, tag, k], cat, window, cohort, counters)
         chunk.users = rows
         if bad_rate > 0:
             add_bad_events(

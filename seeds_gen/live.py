@@ -41,7 +41,6 @@ from rich.table import Table
 from rich.text import Text
 
 from seeds_gen.chunks import STREAK_GOALS
-from seeds_gen.load import COLUMNS
 from seeds_gen.reference import EV, Achievement, Course, Lesson, people
 from seeds_gen.simulate import (
     COURSE_SOURCES,
@@ -61,6 +60,7 @@ from seeds_gen.simulate import (
     LearnState,
     Progress,
     UserParams,
+    UserRow,
     Window,
     _next_lesson,
     _pick_course,
@@ -319,7 +319,7 @@ EVENT_SQL = (
     "occurred_at, duration_seconds, properties, device) "
     "values (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)"
 )
-USER_ROW_COLUMNS = COLUMNS["users"]  # the generator's user rows (new_user_rows), in order
+USER_ROW_COLUMNS = UserRow._fields  # the generator's user rows (new_user_rows)
 IDENTITY_TABLES = ("users", "enrollments", "user_progress", "behavior_logs")
 
 
@@ -732,11 +732,11 @@ class LiveSimulator:
         device = people().devices.values[up.device]
 
         def write(cur: psycopg.Cursor[Any], ts: datetime) -> int:
-            tag, email = self._next_tag, str(row[1])
+            tag, email = self._next_tag, row.email
             while cur.execute("select 1 from app.users where email = %s", (email,)).fetchone():
                 tag += 1
                 email = _retag_email(email, tag)
-            values = dict(zip(USER_ROW_COLUMNS, row, strict=True))
+            values: dict[str, object] = dict(row._asdict())
             values.update(email=email, created_at=ts, deleted_at=None)
             columns = [c for c in USER_ROW_COLUMNS[1:] if c in self._user_columns]
             found = cur.execute(

@@ -18,6 +18,7 @@ import json
 import random
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 
@@ -279,9 +280,25 @@ def signup_times(
     return ts
 
 
+class UserRow(NamedTuple):
+    """A generated ``app.users`` row (timestamps in epoch microseconds, UTC)."""
+
+    id: int
+    email: str
+    full_name: str
+    phone: str
+    gender: str
+    province: str
+    birth_year: int
+    persona: str
+    signup_channel: str
+    created_at: int
+    deleted_at: int | None
+
+
 def new_user_rows(
     rng: np.random.Generator, ids: np.ndarray, signup: np.ndarray, window: Window
-) -> tuple[list[tuple[object, ...]], list[UserParams]]:
+) -> tuple[list[UserRow], list[UserParams]]:
     pools = people()
     n = len(ids)
     gender = (rng.random(n) < 0.52).astype(np.int8)  # slightly more women learn finance online
@@ -307,13 +324,13 @@ def new_user_rows(
         np.int64
     )
     names = make_people(rng, ids, gender)
-    rows: list[tuple[object, ...]] = []
+    rows: list[UserRow] = []
     params: list[UserParams] = []
     for i in range(n):
         p = pools.personas[persona[i]]
         lo, hi = p.birth_years
         rows.append(
-            (
+            UserRow(
                 int(ids[i]),
                 names[i]["email"],
                 names[i]["full_name"],
@@ -453,10 +470,9 @@ def learn(
     ev: EventLists,
     cutoff: int,
 ) -> None:
-    """Walk one user's sessions: enroll, start and complete lessons, emit their events."""
-    uid = up.user_id
-    e = up.engagement
-    p_study = min(0.25 + 0.3 * e, 0.92)
+    """Walk one user's sessions: in each, maybe enroll in a course, then maybe study one of
+    the open courses for a lesson or a few (``study_lesson``), emitting their events."""
+    p_study = min(0.25 + 0.3 * up.engagement, 0.92)
     for sid, t0, is_signup in sessions:
         t = t0 + int(r.uniform(15, 90) * US)
         if t + 10 * MIN_US > cutoff:  # nothing is learned in the last minutes before the cutoff
@@ -470,26 +486,7 @@ def learn(
             and len(open_courses) < 2
             and r.random() < (0.6 if is_signup else 0.14)
         ):
-            course = _pick_course(r, cat, up.persona, st, t)
-            if course is not None:
-                ev.add(
-                    uid,
-                    sid,
-                    EV["course_view"],
-                    t,
-                    course=course.id,
-                    prop_code=r.choice(COURSE_SOURCES),
-                )
-                t += int(r.uniform(10, 120) * US)
-                ev.add(uid, sid, EV["enroll"], t, course=course.id)
-                st.enrolled[course.id] = t
-                st.new_enrollments.append((course.id, t))
-                if r.random() < 0.18:  # enrolled "for later" and never came back to it
-                    st.abandoned.add(course.id)
-                else:
-                    st.last_course = course.id
-                    open_courses.append(course.id)
-                t += int(r.uniform(5, 60) * US)
+            t = _enroll(r, cat, up, st, ev, sid, t, open_courses)
         if not open_courses or r.random() > (0.85 if is_signup else p_study):
             continue
         cid = (
@@ -498,93 +495,165 @@ def learn(
             else r.choice(open_courses)
         )
         assert cid is not None
-        course = cat.by_id[cid]
         st.last_course = cid
-        for _ in range(1 + (r.random() < 0.4) + (r.random() < 0.15)):
-            lesson = _next_lesson(course, st)
-            if lesson is None or t + 5 * MIN_US > cutoff:
-                break
-            row = st.progress.get(lesson.id)
-            if row is None:
-                ev.add(uid, sid, EV["lesson_start"], t, course=cid, lesson=lesson.id)
-                row = Progress(uid, lesson.id, cid, "IN_PROGRESS", 0.0, 0, t, None, t)
-                st.progress[lesson.id] = row
-            else:
-                ev.add(
-                    uid, sid, EV["page_view"], t, course=cid, lesson=lesson.id, prop_code=PAGES[5]
-                )
-            spent = int(
-                lesson.duration_minutes
-                * 60
-                * LEVEL_TIME[course.level]
-                * r.lognormvariate(0, 0.3)
-                * (1 - row.progress_pct / 100)
-            )
-            spent = max(spent, 45)
-            complete = r.random() < LEVEL_COMPLETE[course.level] * (0.9 + 0.05 * min(e, 2.0))
-            stop_at = spent if complete else int(spent * r.uniform(0.2, 0.8))
-            if t + stop_at * US + 2 * MIN_US > cutoff:  # would run past the end of the data
-                complete = False
-                stop_at = max(int((cutoff - t) / US) - 120, 0)
-            # keep the session alive: something is logged at least every ~12 minutes
-            beat = t
-            heartbeat = EV["video_play"] if lesson.content_type == "video" else EV["page_view"]
-            while beat + 12 * MIN_US < t + stop_at * US:
-                beat += int(r.uniform(4, 12) * MIN_US)
-                ev.add(
-                    uid,
-                    sid,
-                    heartbeat,
-                    beat,
-                    course=cid,
-                    lesson=lesson.id,
-                    dur=int((beat - t) / US),
-                    prop_code=r.choice(QUALITIES) if heartbeat == EV["video_play"] else PAGES[5],
-                )
-            end = t + stop_at * US
-            if lesson.content_type == "quiz":
-                score = r.choice((60, 70, 80, 90, 100, 100)) if complete else r.choice((20, 30, 40))
-                ev.add(
-                    uid,
-                    sid,
-                    EV["quiz_submit"],
-                    end - 2 * US,
-                    course=cid,
-                    lesson=lesson.id,
-                    dur=stop_at,
-                    prop_code=QUIZ_SCORES[score],
-                )
-                if score == 100 and st.quiz_ace is None:
-                    st.quiz_ace = (end - 2 * US, sid)
-            row.time_spent_seconds += stop_at
-            row.updated_at = end
-            row.dirty = True
-            if complete:
-                row.status, row.progress_pct, row.completed_at = "COMPLETED", 100.0, end
-                ev.add(
-                    uid,
-                    sid,
-                    EV["lesson_complete"],
-                    end,
-                    course=cid,
-                    lesson=lesson.id,
-                    dur=row.time_spent_seconds,
-                )
-                st.lessons_completed += 1
-                st.completions.append((end, sid))
-                if st.night_owl is None and local_hour(end) < 5:
-                    st.night_owl = (end, sid)
-                if _next_lesson(course, st) is None:
-                    st.completed_courses[cid] = end
-                    st.course_completions.append((end, sid))
-            else:
-                row.progress_pct = round(max(row.progress_pct, r.uniform(10, 90)), 2)
-                t = end
-                break
-            t = end + int(r.uniform(20, 150) * US)
-            if r.random() < LEVEL_DROPOFF[course.level]:
-                st.abandoned.add(cid)
-                break
+        _study(r, cat.by_id[cid], up, st, ev, sid, t, cutoff)
+
+
+def _enroll(
+    r: random.Random,
+    cat: Catalog,
+    up: UserParams,
+    st: LearnState,
+    ev: EventLists,
+    sid: int,
+    t: int,
+    open_courses: list[int],
+) -> int:
+    """View a course and enroll in it (a few enroll "for later" and never come back);
+    the time after it."""
+    course = _pick_course(r, cat, up.persona, st, t)
+    if course is None:
+        return t
+    uid = up.user_id
+    ev.add(uid, sid, EV["course_view"], t, course=course.id, prop_code=r.choice(COURSE_SOURCES))
+    t += int(r.uniform(10, 120) * US)
+    ev.add(uid, sid, EV["enroll"], t, course=course.id)
+    st.enrolled[course.id] = t
+    st.new_enrollments.append((course.id, t))
+    if r.random() < 0.18:  # enrolled "for later" and never came back to it
+        st.abandoned.add(course.id)
+    else:
+        st.last_course = course.id
+        open_courses.append(course.id)
+    return t + int(r.uniform(5, 60) * US)
+
+
+def _study(
+    r: random.Random,
+    course: Course,
+    up: UserParams,
+    st: LearnState,
+    ev: EventLists,
+    sid: int,
+    t: int,
+    cutoff: int,
+) -> None:
+    """One to three lessons of ``course`` in a row, until one is left unfinished or the
+    learner drops the course."""
+    for _ in range(1 + (r.random() < 0.4) + (r.random() < 0.15)):
+        lesson = _next_lesson(course, st)
+        if lesson is None or t + 5 * MIN_US > cutoff:
+            break
+        end, complete = study_lesson(r, course, lesson, up, st, ev, sid, t, cutoff)
+        if not complete:
+            break
+        t = end + int(r.uniform(20, 150) * US)
+        if r.random() < LEVEL_DROPOFF[course.level]:
+            st.abandoned.add(course.id)
+            break
+
+
+def study_lesson(
+    r: random.Random,
+    course: Course,
+    lesson: Lesson,
+    up: UserParams,
+    st: LearnState,
+    ev: EventLists,
+    sid: int,
+    t: int,
+    cutoff: int,
+) -> tuple[int, bool]:
+    """Start (or resume) a lesson at ``t``, spend time in it with heartbeat events, submit
+    its quiz, and complete it or stop part-way; (the time it ends, completed?)."""
+    uid, cid = up.user_id, course.id
+    row = st.progress.get(lesson.id)
+    if row is None:
+        ev.add(uid, sid, EV["lesson_start"], t, course=cid, lesson=lesson.id)
+        row = Progress(uid, lesson.id, cid, "IN_PROGRESS", 0.0, 0, t, None, t)
+        st.progress[lesson.id] = row
+    else:
+        ev.add(uid, sid, EV["page_view"], t, course=cid, lesson=lesson.id, prop_code=PAGES[5])
+    spent = int(
+        lesson.duration_minutes
+        * 60
+        * LEVEL_TIME[course.level]
+        * r.lognormvariate(0, 0.3)
+        * (1 - row.progress_pct / 100)
+    )
+    spent = max(spent, 45)
+    complete = r.random() < LEVEL_COMPLETE[course.level] * (0.9 + 0.05 * min(up.engagement, 2.0))
+    stop_at = spent if complete else int(spent * r.uniform(0.2, 0.8))
+    if t + stop_at * US + 2 * MIN_US > cutoff:  # would run past the end of the data
+        complete = False
+        stop_at = max(int((cutoff - t) / US) - 120, 0)
+    end = t + stop_at * US
+    _heartbeats(r, lesson, uid, cid, ev, sid, t, end)
+    if lesson.content_type == "quiz":
+        score = r.choice((60, 70, 80, 90, 100, 100)) if complete else r.choice((20, 30, 40))
+        ev.add(
+            uid,
+            sid,
+            EV["quiz_submit"],
+            end - 2 * US,
+            course=cid,
+            lesson=lesson.id,
+            dur=stop_at,
+            prop_code=QUIZ_SCORES[score],
+        )
+        if score == 100 and st.quiz_ace is None:
+            st.quiz_ace = (end - 2 * US, sid)
+    row.time_spent_seconds += stop_at
+    row.updated_at = end
+    row.dirty = True
+    if not complete:
+        row.progress_pct = round(max(row.progress_pct, r.uniform(10, 90)), 2)
+        return end, False
+    row.status, row.progress_pct, row.completed_at = "COMPLETED", 100.0, end
+    ev.add(
+        uid,
+        sid,
+        EV["lesson_complete"],
+        end,
+        course=cid,
+        lesson=lesson.id,
+        dur=row.time_spent_seconds,
+    )
+    st.lessons_completed += 1
+    st.completions.append((end, sid))
+    if st.night_owl is None and local_hour(end) < 5:
+        st.night_owl = (end, sid)
+    if _next_lesson(course, st) is None:
+        st.completed_courses[cid] = end
+        st.course_completions.append((end, sid))
+    return end, True
+
+
+def _heartbeats(
+    r: random.Random,
+    lesson: Lesson,
+    uid: int,
+    cid: int,
+    ev: EventLists,
+    sid: int,
+    t: int,
+    end: int,
+) -> None:
+    """Keep the session alive: something is logged at least every ~12 minutes."""
+    beat = t
+    heartbeat = EV["video_play"] if lesson.content_type == "video" else EV["page_view"]
+    while beat + 12 * MIN_US < end:
+        beat += int(r.uniform(4, 12) * MIN_US)
+        ev.add(
+            uid,
+            sid,
+            heartbeat,
+            beat,
+            course=cid,
+            lesson=lesson.id,
+            dur=int((beat - t) / US),
+            prop_code=r.choice(QUALITIES) if heartbeat == EV["video_play"] else PAGES[5],
+        )
 
 
 # ---------------------------------------------------------------------------- ambient
