@@ -503,7 +503,7 @@ def test_unique_and_not_null_tests_skip_only_what_the_catalog_proves(
     still find every violation on a table without them (a foreign database)."""
     from dataclasses import replace
 
-    from vedfin.dbt import run_dbt
+    from vedfin.dbt import compile_inline
 
     url = _db(pg_server, "vedfin_dbt_catalog_tests")
     with psycopg.connect(url, autocommit=True) as conn:
@@ -520,17 +520,9 @@ def test_unique_and_not_null_tests_skip_only_what_the_catalog_proves(
         relation = (
             f"api.Relation.create(database=target.database, schema='scratch', identifier='{table}')"
         )
-        done = run_dbt(
-            on_server,
-            "compile",
-            "--quiet",
-            "--inline",
-            f"{{{{ {macro}({relation}, '{column}') }}}}",
-            target="test",
-            capture=True,
+        return compile_inline(
+            on_server, f"{{{{ {macro}({relation}, '{column}') }}}}", target="test"
         )
-        assert done.returncode == 0, (done.stdout or "")[-2000:] + (done.stderr or "")[-2000:]
-        return done.stdout
 
     with psycopg.connect(url) as conn:
         loose_dupes = conn.execute(compiled("postgres__test_unique", "loose", "id")).fetchall()

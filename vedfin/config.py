@@ -14,6 +14,7 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from vedfin.environment import TARGETS, environment
 from vedfin.errors import VedfinError
 from vedfin.services import (
     DAGSTER_DATABASE,
@@ -26,18 +27,15 @@ from vedfin.services import (
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT_PROFILES_DIR = PROJECT_ROOT / "profiles"
-TARGETS = ("dev", "test", "staging", "prod")
+__all__ = ["TARGETS", "Settings", "resolve", "env_exports", "apply_env", "with_database"]
 
 
 def state_dir() -> Path:
-    return Path(os.environ.get("VEDFIN_STATE_DIR") or PROJECT_ROOT / ".vedfin").resolve()
+    return (environment().vedfin_state_dir or PROJECT_ROOT / ".vedfin").resolve()
 
 
 def current_target() -> str:
-    target = os.environ.get("DBT_TARGET", "dev")
-    if target not in TARGETS:
-        raise VedfinError(f"DBT_TARGET={target!r} is not one of {', '.join(TARGETS)}")
-    return target
+    return environment().dbt_target
 
 
 @dataclass(frozen=True)
@@ -120,12 +118,13 @@ def sqlalchemy_psycopg2_url(url: str) -> str:
 
 def resolve(start: bool = True) -> Settings:
     """Resolve (and, with ``start``, bring up) the servers this process should use."""
-    target = current_target()
-    db_url = os.environ.get("DATABASE_URL") or ""
-    redis_url = os.environ.get("REDIS_URL") or ""
+    env = environment()
+    target = env.dbt_target
+    db_url = env.database_url
+    redis_url = env.redis_url
     embedded_pg = not db_url
     embedded_redis = not redis_url
-    state = state_dir()
+    state = (env.vedfin_state_dir or PROJECT_ROOT / ".vedfin").resolve()
     if embedded_pg or embedded_redis:
         with state_lock(state):
             if embedded_pg:
@@ -150,12 +149,10 @@ def resolve(start: bool = True) -> Settings:
                     rport = rinfo[1]
                 redis_url = rd.url(rport)
     dagster_pg_url = sqlalchemy_psycopg2_url(
-        os.environ.get("DAGSTER_PG_URL")
-        or (with_database(db_url, DAGSTER_DATABASE) if embedded_pg else db_url)
+        env.dagster_pg_url or (with_database(db_url, DAGSTER_DATABASE) if embedded_pg else db_url)
     )
-    home_env = os.environ.get("DAGSTER_HOME")
-    dagster_home = Path(home_env) if home_env else state / "dagster_home"
-    if not home_env:
+    dagster_home = env.dagster_home or state / "dagster_home"
+    if env.dagster_home is None:
         _write_dagster_yaml(dagster_home)
     return Settings(
         database_url=db_url,

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from dbt.cli.main import dbtRunner
+from dbt_common.events.base_types import EventMsg
 
 from vedfin.calendar import today_local
 from vedfin.config import DBT_PROFILES_DIR, DBT_PROJECT_DIR, Settings, env_exports
 from vedfin.db import check_schema, connect, describe_target
+from vedfin.environment import environment
 from vedfin.errors import VedfinError
 
 
@@ -34,6 +38,7 @@ def mart_names(manifest: dict[str, object]) -> tuple[str, ...]:
 
 
 def dbt_executable() -> str:
+    """The virtualenv's dbt (Dagster's DbtCliResource runs it), whatever PATH says."""
     candidate = Path(sys.executable).parent / "dbt"
     return str(candidate) if candidate.exists() else "dbt"
 
@@ -55,7 +60,6 @@ def as_of_env(as_of: date | None) -> dict[str, str]:
 
 BUILD_LOCK_KEY = 0x7665_6466_696E  # "vedfin": one dbt build at a time per database
 LOCK_TIMEOUT_ENV = "VEDFIN_BUILD_LOCK_TIMEOUT"
-DEFAULT_LOCK_TIMEOUT = 1800.0
 TARGET_DIR = DBT_PROJECT_DIR / "target"
 RUNS_DIR = TARGET_DIR / "runs"
 KEEP_RUN_DIRS = 10
@@ -64,11 +68,7 @@ ARTIFACTS_NOTE = "dbt artifacts (run_results.json, manifest.json):"
 
 def lock_timeout() -> float:
     """Seconds a build waits for another one to finish ($VEDFIN_BUILD_LOCK_TIMEOUT)."""
-    raw = os.environ.get(LOCK_TIMEOUT_ENV, "")
-    try:
-        return float(raw) if raw else DEFAULT_LOCK_TIMEOUT
-    except ValueError:
-        raise VedfinError(f"{LOCK_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+    return environment().vedfin_build_lock_timeout
 
 
 def _lock_holder(conn: psycopg.Connection) -> str:
@@ -140,6 +140,34 @@ def run_target_path(command: str) -> Path:
     return path
 
 
+@dataclass
+class DbtResult:
+    """What one dbt invocation gave: its exit status and, when captured, its log lines."""
+
+    returncode: int
+    stdout: str
+    result: Any = None  # dbtRunnerResult.result: run results, or the compiled node(s)
+
+
+@contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """The variables dbt reads (the profile's env_var() calls, the as-of date, the target
+    path) set for one invocation, then put back; dbt runs in dbt_project/."""
+    saved = {k: os.environ.get(k) for k in env}
+    cwd = os.getcwd()
+    os.environ.update(env)
+    os.chdir(DBT_PROJECT_DIR)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_dbt(
     settings: Settings,
     command: str,
@@ -148,29 +176,44 @@ def run_dbt(
     target: str | None = None,
     capture: bool = False,
     target_path: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """``dbt <command>`` in dbt_project/ with the project's profiles and the resolved env.
+) -> DbtResult:
+    """``dbt <command>`` in this process (dbt's programmatic entry point, ``dbtRunner``) with
+    the project's profiles and the resolved connection.
 
-    ``target_path`` (from ``run_target_path``): write artifacts there instead of target/,
-    so invocations running at the same time never share files."""
-    env = {**os.environ, **env_exports(settings), **as_of_env(as_of)}
+    ``capture``: print nothing and return dbt's log lines instead. ``target_path`` (from
+    ``run_target_path``): write artifacts there instead of target/, so invocations running
+    at the same time never share files."""
+    env = {**env_exports(settings), **as_of_env(as_of)}
     if target:
         env["DBT_TARGET"] = target
     if target_path is not None:
         env["DBT_TARGET_PATH"] = str(target_path)
-    cmd = [
-        dbt_executable(),
-        command,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROFILES_DIR),
-    ]
-    cmd += list(args)
-    result = subprocess.run(
-        cmd, env=env, cwd=DBT_PROJECT_DIR, text=True, capture_output=capture, check=False
-    )
-    return result
+    argv = [command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROFILES_DIR)]
+    lines: list[str] = []
+    callbacks = []
+    if capture:
+        argv[1:1] = ["--log-level", "none"]  # the console only; dbt.log keeps everything
+
+        def keep(event: EventMsg) -> None:
+            msg = getattr(event.info, "msg", "")
+            if event.info.level in ("info", "warn", "error") and msg:
+                lines.append(str(msg))
+
+        callbacks.append(keep)
+    argv += list(args)
+    with _environment(env):
+        done = dbtRunner(callbacks=callbacks).invoke(argv)  # type: ignore[arg-type]
+    if done.exception is not None:
+        lines.append(f"dbt failed: {done.exception}")
+    return DbtResult(0 if done.success else 1, "\n".join(lines), done.result)
+
+
+def compile_inline(settings: Settings, code: str, *, target: str | None = None) -> str:
+    """The SQL that ``dbt compile --inline`` makes of ``code`` (a Jinja expression)."""
+    done = run_dbt(settings, "compile", "--inline", code, target=target, capture=True)
+    if done.returncode != 0:
+        raise VedfinError(f"dbt compile --inline failed:\n{done.stdout[-3000:]}")
+    return str(done.result.results[0].node.compiled_code)
 
 
 def latest_fresh_run(url: str) -> int | None:
@@ -240,7 +283,7 @@ def build(
     target: str | None = None,
     capture: bool = False,
     unit_tests: bool = False,
-) -> subprocess.CompletedProcess[str]:
+) -> DbtResult:
     """`dbt build`; a full refresh when asked, or when the raw data was regenerated.
 
     Unit tests only with ``unit_tests`` (they test the SQL on fixed inputs, not the data)."""
@@ -266,7 +309,7 @@ def _build_locked(
     target: str | None,
     capture: bool,
     unit_tests: bool,
-) -> subprocess.CompletedProcess[str]:
+) -> DbtResult:
     reason = None if full_refresh else full_refresh_reason(settings.database_url, as_of)
     if reason:
         _say(f"{reason}: full refresh")

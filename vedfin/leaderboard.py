@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import threading
 import time
 import uuid
@@ -43,15 +42,15 @@ import psycopg
 import redis
 
 from vedfin.db import connect, describe_target
+from vedfin.environment import Environment, environment
 from vedfin.errors import ConnectionFailed, VedfinError
 
-DEFAULT_PREFIX = "leaderboard:"
+DEFAULT_PREFIX: str = Environment.model_fields["leaderboard_prefix"].default
 BATCH = 5_000
 #: keys expire in non-prod targets so a laptop's Redis does not keep old snapshots forever
 NON_PROD_TTL_SECONDS = 7 * 24 * 3600
 #: in prod the keys never expire; a snapshot older than this is reported as stale
-DEFAULT_MAX_AGE_SECONDS = 15 * 60
-TEST_REDIS_DB = 1
+DEFAULT_MAX_AGE_SECONDS: int = Environment.model_fields["leaderboard_max_age_seconds"].default
 SNAPSHOT_PARTS = ("all_time", "weekly", "profiles")
 
 
@@ -88,19 +87,18 @@ class LeaderboardSettings:
         In the ``test`` target the snapshot goes to a separate Redis database
         (``TEST_REDIS_DB``, default 1) so tests never touch a developer's snapshot.
         """
-        url = redis_url or os.environ.get("REDIS_URL") or ""
+        env = environment()
+        url = redis_url or env.redis_url
         if not url:
             raise VedfinError('REDIS_URL is not set: run `vedfin up` or `eval "$(vedfin env)"`')
-        tgt = target or os.environ.get("DBT_TARGET") or "dev"
+        tgt = target or env.dbt_target
         if tgt == "test":
-            url = with_redis_db(url, int(os.environ.get("TEST_REDIS_DB", TEST_REDIS_DB)))
+            url = with_redis_db(url, env.test_redis_db)
         return cls(
             redis_url=url,
-            prefix=prefix or os.environ.get("LEADERBOARD_PREFIX", DEFAULT_PREFIX),
+            prefix=prefix or env.leaderboard_prefix,
             target=tgt,
-            max_age_seconds=int(
-                os.environ.get("LEADERBOARD_MAX_AGE_SECONDS", DEFAULT_MAX_AGE_SECONDS)
-            ),
+            max_age_seconds=env.leaderboard_max_age_seconds,
         )
 
 

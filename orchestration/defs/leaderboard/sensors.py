@@ -22,7 +22,6 @@ next window.
 
 import hashlib
 import json
-import os
 import time
 
 import dagster as dg
@@ -35,12 +34,12 @@ from orchestration.defs.leaderboard.assets import (
 )
 from orchestration.defs.leaderboard.jobs import publish_leaderboard, refresh_leaderboard
 from orchestration.defs.resources import LeaderboardRedisResource, WarehouseResource
+from vedfin.environment import environment
 from vedfin.errors import VedfinError
 from vedfin.leaderboard import snapshot_meta
 from vedfin.raw import PointActivity, point_activity
 
 INTERVAL_ENV = "VEDFIN_LEADERBOARD_INTERVAL"
-DEFAULT_INTERVAL = 300
 ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -51,14 +50,8 @@ LEADERBOARD_JOBS = (refresh_leaderboard.name, publish_leaderboard.name)
 
 
 def interval_seconds() -> int:
-    raw = os.environ.get(INTERVAL_ENV, "")
-    try:
-        value = int(raw) if raw else DEFAULT_INTERVAL
-    except ValueError:
-        raise ValueError(f"{INTERVAL_ENV}={raw!r} is not a whole number of seconds") from None
-    if value < 5:
-        raise ValueError(f"{INTERVAL_ENV}={value}: the interval must be at least 5 seconds")
-    return value
+    """Seconds between the sensor's ticks ($VEDFIN_LEADERBOARD_INTERVAL, default 300)."""
+    return environment().vedfin_leaderboard_interval
 
 
 def _in_flight(instance: dg.DagsterInstance) -> str | None:
