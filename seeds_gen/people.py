@@ -64,11 +64,3 @@ def make_people(
             }
         )
     return out
-
-
-def mask_name(full_name: str) -> str:
-    """'Nguyễn Văn An' -> 'Nguyễn V. A.' (what the leaderboard may show)."""
-    parts = full_name.split()
-    if not parts:
-        return ""
-    return " ".join([parts[0], *(p[0] + "." for p in parts[1:])])

@@ -210,6 +210,17 @@ def test_dim_users_and_leaderboard_carry_no_pii(built_db: str) -> None:
                   or l.display_name ~ '[0-9]{6}'"""
         ).fetchone()
         assert leaks == (0,)
+        shown = conn.execute(
+            """select l.display_name, u.full_name
+               from marts.fct_leaderboard l join app.users u on u.id = l.user_id"""
+        ).fetchall()
+    assert shown and all(name == _masked(full) for name, full in shown)
+
+
+def _masked(full_name: str) -> str:
+    """'Nguyễn Văn An' -> 'Nguyễn V. A.': the family name, then each other name's initial."""
+    family, *others = full_name.split()
+    return " ".join([family, *(p[0] + "." for p in others)])
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,6 @@ from vedfin.leaderboard import (
     LeaderboardReader,
     LeaderboardSettings,
     publish,
-    snapshot_exists,
     snapshot_meta,
 )
 
@@ -119,7 +118,7 @@ def test_empty_leaderboard_is_a_valid_snapshot(migrated_db: str, lb: Leaderboard
     write_mart(migrated_db, [])
     result = publish(migrated_db, lb)
     assert result.rows == 0
-    assert snapshot_exists(lb)
+    assert snapshot_meta(lb)
     r = redis.Redis.from_url(lb.redis_url)
     assert not r.exists("lbtest:all_time", "lbtest:weekly", "lbtest:profiles")
     reader = LeaderboardReader(lb, migrated_db)
@@ -218,7 +217,7 @@ def test_prefixes_are_isolated_and_prod_keys_do_not_expire(
     publish(migrated_db, prod)
     r = redis.Redis.from_url(server.url)
     assert r.ttl("p:all_time") == -1 and r.ttl("p:meta") == -1
-    assert not snapshot_exists(dev)
+    assert not snapshot_meta(dev)
     publish(migrated_db, dev)
     assert r.ttl("d:all_time") > 0
     meta = snapshot_meta(prod)
@@ -252,7 +251,7 @@ def test_redis_down_fails_clearly_and_leaves_the_mart(
     assert reader.stats.errors == 1 and reader.stats.misses == 1
     # back, empty: the snapshot is missing until the next publish
     server.start()
-    assert not snapshot_exists(lb)
+    assert not snapshot_meta(lb)
     publish(migrated_db, lb)
     assert reader.top(5).source == "redis"
 

@@ -34,10 +34,6 @@ def state_dir() -> Path:
     return (environment().vedfin_state_dir or PROJECT_ROOT / ".vedfin").resolve()
 
 
-def current_target() -> str:
-    return environment().dbt_target
-
-
 @dataclass(frozen=True)
 class Settings:
     database_url: str

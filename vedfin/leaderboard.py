@@ -440,14 +440,6 @@ class LeaderboardReader:
         return TopResult(entries, "postgres", weekly, {}, f"{note}: answered from the mart")
 
 
-def snapshot_exists(settings: LeaderboardSettings) -> bool:
-    """Is there a snapshot (its meta key)? Raises ConnectionFailed when Redis is down."""
-    try:
-        return bool(client(settings).exists(settings.key("meta")))
-    except redis.RedisError as exc:
-        raise _redis_error(settings, exc) from exc
-
-
 def snapshot_meta(settings: LeaderboardSettings) -> dict[str, str]:
     try:
         raw = client(settings).hgetall(settings.key("meta"))
