@@ -6,6 +6,7 @@ resolved server (the embedded PostgreSQL 18 by default) and a throwaway PostgreS
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -506,12 +507,13 @@ def test_an_older_server_is_refused_in_one_line() -> None:
     require_supported_version(150020, "postgresql://u@db.example.com:5432/vedfin")
 
 
-def test_unique_and_not_null_tests_skip_only_what_the_catalog_proves(
+def test_unique_not_null_and_relationships_tests_skip_only_what_the_catalog_proves(
     pg_server: Server, settings: Settings
 ) -> None:
-    """The project's unique / not_null tests (macros/tests_enforced.sql) return no rows
-    without scanning when a unique index / NOT NULL constraint enforces the rule, and
-    still find every violation on a table without them (a foreign database)."""
+    """The project's unique / not_null / relationships tests (macros/tests_enforced.sql)
+    return no rows without scanning when a unique index / NOT NULL constraint / validated
+    foreign key enforces the rule, and still find every violation on a table without them
+    (a foreign database)."""
     from dataclasses import replace
 
     from vedfin.dbt import compile_inline
@@ -525,14 +527,21 @@ def test_unique_and_not_null_tests_skip_only_what_the_catalog_proves(
         )
         conn.execute("create table scratch.strict (id bigint primary key, ts timestamptz not null)")
         conn.execute("insert into scratch.strict values (1, now()), (2, now())")
+        conn.execute("create table scratch.child_fk (id bigint references scratch.strict (id))")
+        conn.execute("insert into scratch.child_fk values (1), (2), (null)")
+        conn.execute("create table scratch.child_loose (id bigint)")
+        conn.execute("insert into scratch.child_loose values (1), (3), (null)")
     on_server = replace(settings, database_url=url)
 
-    def compiled(macro: str, table: str, column: str) -> str:
-        relation = (
+    def rel(table: str) -> str:
+        return (
             f"api.Relation.create(database=target.database, schema='scratch', identifier='{table}')"
         )
+
+    def compiled(macro: str, table: str, column: str, *parent: str) -> str:
+        extra = f", {rel(parent[0])}, '{parent[1]}'" if parent else ""
         return compile_inline(
-            on_server, f"{{{{ {macro}({relation}, '{column}') }}}}", target="test"
+            on_server, f"{{{{ {macro}({rel(table)}, '{column}'{extra}) }}}}", target="test"
         )
 
     with psycopg.connect(url) as conn:
@@ -543,6 +552,55 @@ def test_unique_and_not_null_tests_skip_only_what_the_catalog_proves(
         assert conn.execute(strict_unique).fetchall() == []
         assert conn.execute(strict_not_null).fetchall() == []
         plan = "\n".join(r[0] for r in conn.execute(f"explain analyze {strict_unique}").fetchall())
+        orphans = conn.execute(
+            compiled("postgres__test_relationships", "child_loose", "id", "strict", "id")
+        ).fetchall()
+        by_fk = compiled("postgres__test_relationships", "child_fk", "id", "strict", "id")
+        assert conn.execute(by_fk).fetchall() == []
+        fk_plan = "\n".join(r[0] for r in conn.execute(f"explain analyze {by_fk}").fetchall())
+    assert orphans == [(3,)]
+    assert "never executed" in fk_plan  # neither table was scanned
     assert loose_dupes == [(1, 2)]
     assert len(loose_nulls) == 1
     assert "never executed" in plan  # the scan of scratch.strict did not run
+
+
+ERD_TABLES = {
+    "erd-learning": {
+        "APP.COURSES", "APP.LESSONS", "APP.ENROLLMENTS", "APP.USER_PROGRESS", "APP.USERS",
+        "MARTS.DIM_COURSES", "MARTS.DIM_USERS", "MARTS.FCT_COURSE_FUNNEL",
+    },
+    "erd-gamification": {
+        "APP.ACHIEVEMENTS", "APP.USER_ACHIEVEMENTS", "APP.STREAKS", "APP.BUDDY_GROUPS",
+        "APP.BUDDY_GROUP_MEMBERS", "APP.USERS", "MARTS.FCT_LEADERBOARD", "MARTS.DIM_USERS",
+    },
+}  # fmt: skip
+
+
+def _entities(page: str) -> set[str]:
+    return {m.group(1) for m in re.finditer(r'^  "([A-Z_.]+)" \{$', page, re.M)}
+
+
+def test_erd_regenerates_identically_from_a_clean_build(
+    built_db: str, tmp_path: Path, marts: tuple[str, ...]
+) -> None:
+    """`vedfin erd` on this freshly built database writes exactly the committed diagrams
+    (docs/erd/), and each domain view holds its tables with their relations."""
+    out = _cli_ok("erd", "--as-of", END.isoformat(), "--output", str(tmp_path), url=built_db)
+    committed = ROOT / "docs" / "erd"
+    names = sorted(p.name for p in committed.glob("*.md"))
+    assert names == ["erd-analytics.md", "erd-gamification.md", "erd-learning.md", "erd-project.md"]
+    for name in names:
+        assert (tmp_path / name).read_text() == (committed / name).read_text(), (
+            f"docs/erd/{name} is out of date: run `make erd` and commit it\n{out[-2000:]}"
+        )
+    pages = {p.stem: p.read_text() for p in committed.glob("*.md")}
+    for view, tables in ERD_TABLES.items():
+        assert _entities(pages[view]) == tables, view
+    every_mart = {f"MARTS.{m.upper()}" for m in marts}
+    assert every_mart <= _entities(pages["erd-analytics"])
+    assert {"APP.BEHAVIOR_LOGS", "APP.USERS"} <= _entities(pages["erd-analytics"])
+    assert _entities(pages["erd-project"]) >= every_mart | _entities(pages["erd-learning"])
+    assert '"APP.USER_PROGRESS" }|--|| "APP.LESSONS": id--lesson_id' in pages["erd-learning"]
+    assert '"MARTS.FCT_LEADERBOARD" }|--|| "MARTS.DIM_USERS": user_id' in pages["erd-gamification"]
+    assert all(p.count("```mermaid") == 1 for p in pages.values())

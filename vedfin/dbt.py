@@ -177,8 +177,9 @@ def run_dbt(
     capture: bool = False,
     target_path: Path | None = None,
 ) -> DbtResult:
-    """``dbt <command>`` in this process (dbt's programmatic entry point, ``dbtRunner``) with
-    the project's profiles and the resolved connection.
+    """``dbt <command>`` (e.g. "build", "docs generate") in this process, through dbt's
+    programmatic entry point ``dbtRunner``, with the project's profiles and the resolved
+    connection.
 
     ``capture``: print nothing and return dbt's log lines instead. ``target_path`` (from
     ``run_target_path``): write artifacts there instead of target/, so invocations running
@@ -188,11 +189,12 @@ def run_dbt(
         env["DBT_TARGET"] = target
     if target_path is not None:
         env["DBT_TARGET_PATH"] = str(target_path)
-    argv = [command, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROFILES_DIR)]
+    argv = [*command.split(), "--project-dir", str(DBT_PROJECT_DIR)]
+    argv += ["--profiles-dir", str(DBT_PROFILES_DIR)]
     lines: list[str] = []
     callbacks = []
     if capture:
-        argv[1:1] = ["--log-level", "none"]  # the console only; dbt.log keeps everything
+        argv += ["--log-level", "none"]  # the console only; dbt.log keeps everything
 
         def keep(event: EventMsg) -> None:
             msg = getattr(event.info, "msg", "")

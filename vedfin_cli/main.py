@@ -17,6 +17,7 @@ import re
 import shlex
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import click
@@ -343,6 +344,66 @@ def build_cmd(
         target=target,
         unit_tests=unit_tests,
     )
+
+
+@cli.command("erd")
+@click.option(
+    "--artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Use the manifest.json and catalog.json in this folder as they are (e.g. "
+    "dbt_project/target) instead of running `dbt docs generate` first.",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to write the diagrams to [default: docs/erd].",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing; exit 1 when a diagram differs from what is in the folder.",
+)
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="As-of date for compiling the models [default: today, local].",
+)
+def erd_cmd(artifacts: Path | None, output: Path | None, check: bool, as_of: Any) -> None:
+    """Mermaid ER diagrams of the project (dbterd, from dbt's artifacts) in docs/erd/.
+
+    Without --artifacts it first runs `dbt docs generate` on the resolved database, which
+    must hold the built marts (`vedfin build`): the catalog gives every column its type.
+    Four files: erd-project.md and the domain views erd-learning.md, erd-gamification.md,
+    erd-analytics.md.
+
+    \b
+    Examples:
+      vedfin erd
+      vedfin erd --artifacts dbt_project/target --check
+    """
+    import time
+
+    from vedfin import erd
+
+    started = time.perf_counter()
+    if artifacts is None:
+        artifacts = erd.generate_catalog(resolve(), as_of.date() if as_of else None)
+        click.echo(f"dbt docs generate: {time.perf_counter() - started:.1f} s", err=True)
+    rendered = time.perf_counter()
+    pages = erd.render(artifacts)
+    result = erd.write(pages, output or erd.ERD_DIR, check=check)
+    took = time.perf_counter() - rendered
+    for path in result.written:
+        state = "differs" if path in result.changed else "up to date"
+        if not check and path in result.changed:
+            state = "written"
+        click.echo(f"{path}: {state}", err=True)
+    click.echo(f"{len(pages)} diagrams from {artifacts} in {took:.2f} s", err=True)
+    if check and result.changed:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command("parse")
