@@ -10,31 +10,23 @@ succeed. Screenshots go to `tests/artifacts/` (git-ignored) for a human to look 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 
+from tests.browser import ARTIFACTS, require_chromium, wait_for_text
+from tests.browser import browser as browser  # noqa: F401  (the fixture)
 from tests.conftest import ROOT, isolated_platform
 from tests.redis_server import RedisServer, free_port
 from vedfin.config import Settings, env_exports
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-ARTIFACTS = ROOT / "tests" / "artifacts"
-
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-    reason="Debian chromium and chromium-driver are not installed (make test installs them "
-    "where apt-get is available)",
-)
+pytestmark = pytest.mark.ui
 
 
 def _up(url: str) -> bool:
@@ -47,6 +39,7 @@ def _up(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def ui(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    require_chromium()
     redis_server = RedisServer().start()
     home = tmp_path_factory.mktemp("dagster_home_ui")
     scoped = isolated_platform(settings, "vedfin_ui", redis_server.url, home)
@@ -80,34 +73,6 @@ def ui(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         redis_server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--window-size=1600,2000",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    ARTIFACTS.mkdir(exist_ok=True)
-    yield driver
-    driver.quit()
-
-
-def _wait_for_text(driver: Any, text: str, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while text not in driver.page_source:
-        assert time.time() < deadline, f"{text!r} never appeared on {driver.current_url}"
-        time.sleep(0.5)
-
-
 def test_asset_graph_shows_every_asset(ui: dict[str, Any], browser: Any) -> None:
     from urllib.parse import unquote
 
@@ -121,7 +86,7 @@ def test_asset_graph_shows_every_asset(ui: dict[str, Any], browser: Any) -> None
     assert len(expected) >= 30
     browser.set_window_size(1600, 4600)  # the catalog renders only the rows in view
     browser.get(f"{ui['base']}/assets")
-    _wait_for_text(browser, "leaderboard_snapshot")
+    wait_for_text(browser, "leaderboard_snapshot")
     time.sleep(2)
     browser.save_screenshot(str(ARTIFACTS / "ui_catalog.png"))
     linked = {
@@ -133,7 +98,7 @@ def test_asset_graph_shows_every_asset(ui: dict[str, Any], browser: Any) -> None
     browser.set_window_size(1600, 1000)
     browser.get(f"{ui['base']}/asset-groups")
     for group in ("raw", "staging", "intermediate", "marts", "serving"):
-        _wait_for_text(browser, group)
+        wait_for_text(browser, group)
     time.sleep(1)
     browser.save_screenshot(str(ARTIFACTS / "ui_lineage.png"))
 
@@ -145,7 +110,7 @@ def test_materialize_full_pipeline_from_the_ui(
 
     monkeypatch.setenv("DAGSTER_PG_URL", ui["env"]["DAGSTER_PG_URL"])  # dagster.yaml reads it
     browser.get(f"{ui['base']}/locations/orchestration.definitions/jobs/full_pipeline")
-    _wait_for_text(browser, "Materialize all")
+    wait_for_text(browser, "Materialize all")
     time.sleep(2)
     button = next(
         b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Materialize all"
@@ -163,6 +128,6 @@ def test_materialize_full_pipeline_from_the_ui(
         run_id = runs[0].dagster_run.run_id
         assert status == dg.DagsterRunStatus.SUCCESS
     browser.get(f"{ui['base']}/runs/{run_id}")
-    _wait_for_text(browser, "Success")
+    wait_for_text(browser, "Success")
     time.sleep(2)
     browser.save_screenshot(str(ARTIFACTS / "ui_run.png"))

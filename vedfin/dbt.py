@@ -218,6 +218,24 @@ def compile_inline(settings: Settings, code: str, *, target: str | None = None) 
     return str(done.result.results[0].node.compiled_code)
 
 
+def docs_generate(settings: Settings, as_of: date | None = None) -> Path:
+    """``dbt docs generate`` on the resolved database, in a target folder of its own; the
+    folder (index.html, manifest.json, catalog.json)."""
+    path = run_target_path("docs")
+    done = run_dbt(settings, "docs generate", as_of=as_of, capture=True, target_path=path)
+    if done.returncode != 0:
+        raise VedfinError(f"dbt docs generate failed:\n{done.stdout[-3000:]}")
+    return path
+
+
+def docs_serve(settings: Settings, path: Path, host: str, port: int) -> None:
+    """``dbt docs serve`` of ``path`` on ``host:port`` until interrupted."""
+    args = ("--host", host, "--port", str(port), "--no-browser")
+    done = run_dbt(settings, "docs serve", *args, target_path=path)
+    if done.returncode != 0:
+        raise VedfinError(f"could not serve the dbt docs on {host}:{port}: {done.stdout[-500:]}")
+
+
 def latest_fresh_run(url: str) -> int | None:
     with connect(url) as conn:
         try:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 from dbterd.api import DbtErd
 
-from vedfin.config import DBT_PROJECT_DIR, PROJECT_ROOT, Settings
-from vedfin.dbt import run_dbt, run_target_path
+from vedfin.config import DBT_PROJECT_DIR, PROJECT_ROOT
 from vedfin.errors import VedfinError
 
 ERD_DIR = PROJECT_ROOT / "docs" / "erd"
@@ -79,15 +77,6 @@ VIEWS = (
         _sources("behavior_logs", "users") + ["schema:marts"],
     ),
 )
-
-
-def generate_catalog(settings: Settings, as_of: date | None = None) -> Path:
-    """``dbt docs generate`` on the resolved database, in a target folder of its own."""
-    path = run_target_path("docs")
-    done = run_dbt(settings, "docs generate", as_of=as_of, capture=True, target_path=path)
-    if done.returncode != 0:
-        raise VedfinError(f"dbt docs generate failed:\n{done.stdout[-3000:]}")
-    return path
 
 
 def render(artifacts: Path) -> dict[str, str]:

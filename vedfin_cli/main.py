@@ -387,10 +387,11 @@ def erd_cmd(artifacts: Path | None, output: Path | None, check: bool, as_of: Any
     import time
 
     from vedfin import erd
+    from vedfin.dbt import docs_generate
 
     started = time.perf_counter()
     if artifacts is None:
-        artifacts = erd.generate_catalog(resolve(), as_of.date() if as_of else None)
+        artifacts = docs_generate(resolve(), as_of.date() if as_of else None)
         click.echo(f"dbt docs generate: {time.perf_counter() - started:.1f} s", err=True)
     rendered = time.perf_counter()
     pages = erd.render(artifacts)
@@ -404,6 +405,50 @@ def erd_cmd(artifacts: Path | None, output: Path | None, check: bool, as_of: Any
     click.echo(f"{len(pages)} diagrams from {artifacts} in {took:.2f} s", err=True)
     if check and result.changed:
         raise click.exceptions.Exit(1)
+
+
+@cli.command("docs")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port."
+)
+@click.option(
+    "--generate/--no-generate",
+    default=True,
+    show_default=True,
+    help="Run `dbt docs generate` on the resolved database first; --no-generate serves the "
+    "last generated docs.",
+)
+@click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="As-of date for compiling the models [default: today, local].",
+)
+def docs_cmd(host: str, port: int, generate: bool, as_of: Any) -> None:
+    """Generate dbt's docs (every mart, column and metric definition, lineage from the
+    sources to the marts and their exposures) and serve them; Ctrl-C stops.
+
+    The database should hold the built marts (`vedfin build`) so that the catalog lists
+    every column with its type. `make docs` runs this (PORT=... for another port).
+
+    \b
+    Examples:
+      vedfin docs
+      vedfin docs --port 8081 --no-generate
+    """
+    from vedfin.dbt import RUNS_DIR, docs_generate, docs_serve
+
+    settings = resolve()
+    if generate:
+        path = docs_generate(settings, as_of.date() if as_of else None)
+    else:
+        found = sorted(RUNS_DIR.glob("docs-*/catalog.json"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise VedfinError("no generated docs yet: run `vedfin docs` without --no-generate")
+        path = found[-1].parent
+    click.echo(f"dbt docs from {path} on http://{host}:{port} (Ctrl-C stops)", err=True)
+    docs_serve(settings, path, host, port)
 
 
 @cli.command("parse")
