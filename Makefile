@@ -10,10 +10,11 @@ VEDFIN := $(BIN)/vedfin
 WITH_ENV = eval "$$($(VEDFIN) env)" &&
 
 .DEFAULT_GOAL := help
-.PHONY: help install test-tools manifest run test lint typecheck ui demo up down status clean
+.PHONY: help install test-tools manifest run test lint lint-sql pre-commit typecheck ui demo up down \
+	status clean build seed-dev seed-test seed-demo seed-benchmark erd docs bench
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -77,12 +78,56 @@ test-tools: ## Debian chromium, chromium-driver (UI test), docker-compose (compo
 	  echo "$$missing not installed (needs root apt-get): the tests that need them are skipped"; \
 	fi
 
-test: install test-tools ## Run the whole test suite (real PostgreSQL and Redis)
+test: install test-tools ## Run the whole test suite (real PostgreSQL and Redis; every pre-commit hook too)
 	$(BIN)/pytest
 
-lint: install ## ruff and mypy
+lint: install ## ruff (lint and format) and mypy
 	$(BIN)/ruff check vedfin vedfin_cli seeds_gen orchestration benchmarks tests
+	$(BIN)/ruff format --check vedfin vedfin_cli seeds_gen orchestration benchmarks tests
 	$(BIN)/mypy
+
+lint-sql: install ## sqlfluff on the dbt models (dbt templater, .sqlfluff)
+	@$(VEDFIN) up
+	@$(WITH_ENV) $(BIN)/sqlfluff lint dbt_project/models
+
+pre-commit: install ## Every hook of .pre-commit-config.yaml on every file (what CI runs)
+	@$(VEDFIN) up
+	$(BIN)/pre-commit run --all-files --show-diff-on-failure
+
+# The roadmap's scripts. A seed refuses a non-empty app schema: RESET=1 replaces the data
+# vedfin generated itself (never the platform's own app schema).
+SEED = @$(VEDFIN) up && $(VEDFIN) db init && $(VEDFIN) seed $(if $(RESET),--reset) --scenario
+
+seed-dev: install ## Generate the dev scenario (50 users, 60 days) into app; RESET=1 replaces
+	$(SEED) dev
+
+seed-test: install ## Generate the test scenario (20 users, 30 days); RESET=1 replaces
+	$(SEED) test
+
+seed-demo: install ## Generate the demo scenario (1,000 users, 120 days); RESET=1 replaces
+	$(SEED) demo
+
+seed-benchmark: install ## Generate the benchmark scenario (10,000 users, 180 days); RESET=1 replaces
+	$(SEED) benchmark
+
+build: install ## dbt build (models and data tests) on the resolved database
+	@$(VEDFIN) up
+	@$(VEDFIN) build
+
+erd: install ## Mermaid ER diagrams in docs/erd/ from a clean build (dbterd)
+	@$(VEDFIN) up
+	@$(VEDFIN) erd --clean-build
+
+docs: install ## dbt docs generated and served on http://127.0.0.1:8080 (PORT=...)
+	@$(VEDFIN) up
+	@$(VEDFIN) docs --port $(or $(PORT),8080)
+
+bench: install ## The benchmarks (seed, build, leaderboard), their figures also in bench/latest.txt
+	@$(VEDFIN) up
+	@mkdir -p bench && : > bench/latest.txt
+	@for b in seed build leaderboard; do \
+	  bash -o pipefail -c "$(VEDFIN) bench $$b 2>&1 | tee -a bench/latest.txt" || exit 1; \
+	done
 
 clean: ## Remove the virtualenv and dbt build output (keeps .vedfin data)
 	rm -rf $(VENV) dbt_project/target dbt_project/logs

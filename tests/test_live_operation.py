@@ -254,6 +254,7 @@ def test_builds_started_together_all_succeed_one_after_the_other(
         _wait_for(
             lambda: any("blocked by limit for pool dbt" in text(r) for r in ("run1", "run2")),
             "a Dagster run queued by the pool",
+            timeout=300,  # each run is a `dagster job execute` process: slow to start under load
         )
         assert "waiting for the dbt build already running" in text("cli")
     finally:

@@ -366,12 +366,20 @@ def build_cmd(
     help="Write nothing; exit 1 when a diagram differs from what is in the folder.",
 )
 @click.option(
+    "--clean-build",
+    is_flag=True,
+    help="Build a scratch database (<db>_erd: the test scenario, a full dbt build) and "
+    "draw from it, so the diagrams depend on the code alone (make erd, pre-commit).",
+)
+@click.option(
     "--as-of",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
     help="As-of date for compiling the models [default: today, local].",
 )
-def erd_cmd(artifacts: Path | None, output: Path | None, check: bool, as_of: Any) -> None:
+def erd_cmd(
+    artifacts: Path | None, output: Path | None, check: bool, clean_build: bool, as_of: Any
+) -> None:
     """Mermaid ER diagrams of the project (dbterd, from dbt's artifacts) in docs/erd/.
 
     Without --artifacts it first runs `dbt docs generate` on the resolved database, which
@@ -381,7 +389,8 @@ def erd_cmd(artifacts: Path | None, output: Path | None, check: bool, as_of: Any
 
     \b
     Examples:
-      vedfin erd
+      vedfin erd --clean-build          # what make erd and pre-commit run
+      vedfin erd                        # from the resolved database as it is built
       vedfin erd --artifacts dbt_project/target --check
     """
     import time
@@ -390,7 +399,11 @@ def erd_cmd(artifacts: Path | None, output: Path | None, check: bool, as_of: Any
     from vedfin.dbt import docs_generate
 
     started = time.perf_counter()
-    if artifacts is None:
+    if clean_build and artifacts is None:
+        artifacts = _clean_build(resolve())
+        took = time.perf_counter() - started
+        click.echo(f"clean build and dbt docs generate: {took:.1f} s", err=True)
+    elif artifacts is None:
         artifacts = docs_generate(resolve(), as_of.date() if as_of else None)
         click.echo(f"dbt docs generate: {time.perf_counter() - started:.1f} s", err=True)
     rendered = time.perf_counter()
@@ -405,6 +418,28 @@ def erd_cmd(artifacts: Path | None, output: Path | None, check: bool, as_of: Any
     click.echo(f"{len(pages)} diagrams from {artifacts} in {took:.2f} s", err=True)
     if check and result.changed:
         raise click.exceptions.Exit(1)
+
+
+ERD_AS_OF = "2026-11-20"
+
+
+def _clean_build(settings: Any) -> Path:
+    """The test scenario in the scratch database <db>_erd, built in full, its docs
+    generated: artifacts that depend on the project's code only."""
+    from dataclasses import replace
+    from datetime import date
+
+    from seeds_gen.load import load_fresh
+    from seeds_gen.scenarios import make_spec
+    from vedfin.config import database_on
+    from vedfin.dbt import build, docs_generate
+
+    as_of = date.fromisoformat(ERD_AS_OF)
+    url = database_on(settings.database_url, f"{settings.pg_params.get('dbname') or 'vedfin'}_erd")
+    scratch = replace(settings, database_url=url)
+    load_fresh(url, make_spec("test", end_date=as_of), target=settings.target, reset=True)
+    build(scratch, as_of=as_of, full_refresh=True, capture=True)
+    return docs_generate(scratch, as_of)
 
 
 @cli.command("docs")

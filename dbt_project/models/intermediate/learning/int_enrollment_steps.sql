@@ -53,7 +53,7 @@ per_course as (
     from enrollments
     left join progress
         on progress.user_id = enrollments.user_id
-        and progress.course_id = enrollments.course_id
+            and progress.course_id = enrollments.course_id
     group by enrollments.enrollment_id
 )
 

@@ -72,4 +72,4 @@ left join retained
     on retained.cohort_week = grid.cohort_week and retained.activity_week = grid.activity_week
 left join retained_unbounded
     on retained_unbounded.cohort_week = grid.cohort_week
-    and retained_unbounded.week_number = grid.week_number
+        and retained_unbounded.week_number = grid.week_number

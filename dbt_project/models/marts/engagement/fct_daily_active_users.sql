@@ -65,9 +65,17 @@ with_next as (
 marks as (
     select activity_date as mark_date, 1 as wau_delta, 1 as mau_delta from with_next
     union all
-    select least(coalesce(next_date, activity_date + 7), activity_date + 7), -1, 0 from with_next
+    select
+        least(coalesce(next_date, activity_date + 7), activity_date + 7) as mark_date,
+        -1 as wau_delta,
+        0 as mau_delta
+    from with_next
     union all
-    select least(coalesce(next_date, activity_date + 30), activity_date + 30), 0, -1 from with_next
+    select
+        least(coalesce(next_date, activity_date + 30), activity_date + 30) as mark_date,
+        0 as wau_delta,
+        -1 as mau_delta
+    from with_next
 ),
 
 marks_by_date as (

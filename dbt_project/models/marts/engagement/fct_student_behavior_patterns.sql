@@ -52,11 +52,13 @@ events as (
     select history.*
     from touched
     inner join users on users.user_id = touched.user_id
+    -- noqa: disable=LT02
     cross join lateral (
         select * from {{ ref('int_events_valid') }} as events
         where events.user_id = touched.user_id
         offset 0  -- one index range scan per user, never a scan of the whole log
     ) as history
+    -- noqa: enable=LT02
     {% else %}
     select events.*
     from {{ ref('int_events_valid') }} as events
@@ -141,14 +143,20 @@ lessons as (
         count(*) filter (where progress.is_completed and progress.completed_at < {{ as_of_end() }})
             as lessons_completed,
         count(*) filter (where courses.level = 'BEGINNER') as started_beginner,
-        count(*) filter (where courses.level = 'BEGINNER' and progress.is_completed
-                         and progress.completed_at < {{ as_of_end() }}) as completed_beginner,
+        count(*) filter (
+            where courses.level = 'BEGINNER' and progress.is_completed
+            and progress.completed_at < {{ as_of_end() }}
+        ) as completed_beginner,
         count(*) filter (where courses.level = 'INTERMEDIATE') as started_intermediate,
-        count(*) filter (where courses.level = 'INTERMEDIATE' and progress.is_completed
-                         and progress.completed_at < {{ as_of_end() }}) as completed_intermediate,
+        count(*) filter (
+            where courses.level = 'INTERMEDIATE' and progress.is_completed
+            and progress.completed_at < {{ as_of_end() }}
+        ) as completed_intermediate,
         count(*) filter (where courses.level = 'EXPERT') as started_expert,
-        count(*) filter (where courses.level = 'EXPERT' and progress.is_completed
-                         and progress.completed_at < {{ as_of_end() }}) as completed_expert
+        count(*) filter (
+            where courses.level = 'EXPERT' and progress.is_completed
+            and progress.completed_at < {{ as_of_end() }}
+        ) as completed_expert
     from {{ ref('stg_app__user_progress') }} as progress
     inner join {{ ref('stg_app__courses') }} as courses on courses.course_id = progress.course_id
     where progress.started_at < {{ as_of_end() }}
