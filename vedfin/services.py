@@ -233,6 +233,8 @@ class EmbeddedPostgres:
                 "-c max_wal_senders=0",
                 "-c max_connections=100",
                 "-c timezone=UTC",
+                # query statistics for `vedfin db slow` (the extension is in the wheel)
+                "-c shared_preload_libraries=pg_stat_statements",
             ]
         )
         result = self._cmd(

@@ -142,6 +142,56 @@ def db_init() -> None:
         console.print(f"{where}: schema app is up to date ({len(result.already)} migration(s))")
 
 
+@db.command("roles")
+@click.option(
+    "--env",
+    "env",
+    type=click.Choice(["dev", "staging", "prod"]),
+    required=True,
+    help="Which environment's roles, grants and logging to apply.",
+)
+def db_roles(env: str) -> None:
+    """Create or update, idempotently, the roles this environment needs.
+
+    \b
+    bi_reader             SELECT on marts (every environment)
+    vedfin_admin_browser  the admin browser (NocoDB): everything in dev; SELECT in
+                          staging and prod, never app.users' email, full_name, phone;
+                          in prod every statement audit-logged (pgaudit if loaded,
+                          else log_statement = 'all' on the role)
+
+    Also log_min_duration_statement on the database (dev off, staging 500 ms, prod
+    200 ms) and pg_stat_statements where the server has it. Passwords from
+    BI_READER_PASSWORD and ADMIN_BROWSER_PASSWORD (required in prod). Needs a superuser.
+    """
+    from vedfin.roles import apply_roles
+
+    report = apply_roles(resolve().database_url, env)
+    console.print(f"[bold]{report.target}[/]: roles for {env}")
+    for line in report.lines:
+        console.print(f"  {line}")
+
+
+@db.command("slow")
+@click.option("-n", "limit", type=click.IntRange(1, 1000), default=10, show_default=True)
+def db_slow(limit: int) -> None:
+    """The slowest statements that read the marts (pg_stat_statements, by mean time)."""
+    from vedfin.roles import slow_mart_queries
+
+    found = slow_mart_queries(resolve().database_url, limit)
+    table = Table(title="slowest mart queries (pg_stat_statements)")
+    for col in ("calls", "mean ms", "max ms", "rows", "query"):
+        table.add_column(col, overflow="fold")
+    for q in found:
+        text = " ".join(q.query.split())
+        table.add_row(
+            f"{q.calls:,}", f"{q.mean_ms:.2f}", f"{q.max_ms:.2f}", f"{q.rows:,}", text[:160]
+        )
+    Console(width=160).print(table)
+    if not found:
+        click.echo("no statement on the marts recorded yet", err=True)
+
+
 @cli.command()
 @click.option(
     "--scenario",

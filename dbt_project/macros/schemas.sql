@@ -37,6 +37,17 @@ begin
     if exists (select 1 from pg_namespace where nspname = 'audit') then
         execute 'revoke all on schema audit from public, bi_reader';
     end if;
+    -- the admin browser of `vedfin db roles` keeps its grants on the rebuilt marts: all in
+    -- dev, select elsewhere (its environment is in the role's comment)
+    if exists (select 1 from pg_roles where rolname = 'vedfin_admin_browser')
+       and exists (select 1 from pg_namespace where nspname = 'marts') then
+        if shobj_description((select oid from pg_roles where rolname = 'vedfin_admin_browser'),
+                             'pg_authid') = 'vedfin environment: dev' then
+            execute 'grant all on all tables in schema marts to vedfin_admin_browser';
+        else
+            execute 'grant select on all tables in schema marts to vedfin_admin_browser';
+        end if;
+    end if;
 end
 $$;
 {% endif %}
