@@ -11,7 +11,7 @@ WITH_ENV = eval "$$($(VEDFIN) env)" &&
 
 .DEFAULT_GOAL := help
 .PHONY: help install test-tools manifest run test lint lint-sql pre-commit typecheck ui demo up down \
-	status clean build seed-dev seed-test seed-demo seed-benchmark erd docs bench
+	status clean build nocodb-up nocodb-down seed-dev seed-test seed-demo seed-benchmark erd docs bench
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -121,6 +121,16 @@ erd: install ## Mermaid ER diagrams in docs/erd/ from a clean build (dbterd)
 docs: install ## dbt docs generated and served on http://127.0.0.1:8080 (PORT=...)
 	@$(VEDFIN) up
 	@$(VEDFIN) docs --port $(or $(PORT),8080)
+
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo docker compose || echo docker-compose)
+
+nocodb-up: ## NocoDB (compose profile admin) as the admin-browser role of VEDFIN_ENV (dev)
+	@test -n "$$ADMIN_BROWSER_PASSWORD" && test -n "$$NOCODB_JWT_SECRET" || \
+	  { echo "set ADMIN_BROWSER_PASSWORD and NOCODB_JWT_SECRET (never in the repository)"; exit 2; }
+	$(COMPOSE) --profile admin up -d nocodb
+
+nocodb-down: ## Stop NocoDB and its init container
+	$(COMPOSE) --profile admin stop nocodb nocodb-init
 
 bench: install ## The benchmarks (seed, build, leaderboard), their figures also in bench/latest.txt
 	@$(VEDFIN) up

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
 import pytest
 import yaml
 
+from tests.conftest import _must_not_skip
 from vedfin.config import PROJECT_ROOT
+from vedfin.roles import ADMIN_BROWSER
 
 
 def test_docker_compose_declares_the_stack() -> None:
@@ -31,10 +34,18 @@ def _compose_command() -> list[str] | None:
     return None
 
 
-def test_docker_compose_config_validates() -> None:
+def _compose_or_skip() -> list[str]:
     command = _compose_command()
     if command is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+        reason = "neither `docker compose` nor `docker-compose` is installed (make test-tools)"
+        if _must_not_skip():
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    return command
+
+
+def test_docker_compose_config_validates() -> None:
+    command = _compose_or_skip()
     result = subprocess.run(
         [*command, "-f", str(PROJECT_ROOT / "docker-compose.yml"), "config", "-q"],
         capture_output=True,
@@ -42,6 +53,35 @@ def test_docker_compose_config_validates() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_nocodb_runs_under_the_admin_profile_as_the_admin_browser_role() -> None:
+    command = _compose_or_skip()
+    env = {
+        **os.environ,
+        "VEDFIN_ENV": "staging",
+        "ADMIN_BROWSER_PASSWORD": "s3cret-from-env",
+        "NOCODB_JWT_SECRET": "jwt-from-env",
+    }
+    done = subprocess.run(
+        [*command, "-f", str(PROJECT_ROOT / "docker-compose.yml"), "--profile", "admin", "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    nocodb, init = services["nocodb"], services["nocodb-init"]
+    assert nocodb["profiles"] == ["admin"] and init["profiles"] == ["admin"]
+    nc_db = nocodb["environment"]["NC_DB"]
+    assert f"u={ADMIN_BROWSER}&" in nc_db and "p=s3cret-from-env&" in nc_db  # from the env
+    cmd = init["command"] if isinstance(init["command"], str) else " ".join(init["command"])
+    assert "vedfin db roles --env staging --browser-database nocodb" in " ".join(cmd.split())
+    plain = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    assert "s3cret" not in str(plain) and "nocodb" not in plain["services"]["postgres"].get(
+        "profiles", []
+    )
 
 
 def test_profiles_read_every_connection_detail_from_env() -> None:

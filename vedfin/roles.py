@@ -219,7 +219,21 @@ def _query_logging(conn: psycopg.Connection, env: str, report: RolesReport) -> N
         )
 
 
-def apply_roles(url: str, env: str) -> RolesReport:
+def ensure_browser_database(url: str, name: str, report: RolesReport) -> None:
+    """A database ``name`` owned by the admin-browser role (NocoDB keeps its metadata there,
+    apart from the data it browses)."""
+    with connect(url, autocommit=True) as conn:
+        found = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+        if not found:
+            conn.execute(
+                sql.SQL("create database {} owner {}").format(
+                    sql.Identifier(name), sql.Identifier(ADMIN_BROWSER)
+                )
+            )
+        report.say(f"database {name}: {'exists' if found else 'created'}, owned by {ADMIN_BROWSER}")
+
+
+def apply_roles(url: str, env: str, browser_database: str | None = None) -> RolesReport:
     """Create or update the roles, grants and logging of ``env`` on the database at ``url``."""
     if env not in ENVIRONMENTS:
         raise VedfinError(f"--env must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
@@ -249,6 +263,8 @@ def apply_roles(url: str, env: str) -> RolesReport:
             report.say(f"{BI_READER}: select on marts (nothing in app or audit)")
             _audit(conn, env, report)
             _query_logging(conn, env, report)
+    if browser_database:
+        ensure_browser_database(url, browser_database, report)
     return report
 
 

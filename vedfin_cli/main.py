@@ -150,7 +150,13 @@ def db_init() -> None:
     required=True,
     help="Which environment's roles, grants and logging to apply.",
 )
-def db_roles(env: str) -> None:
+@click.option(
+    "--browser-database",
+    default=None,
+    metavar="NAME",
+    help="Also create database NAME owned by the admin-browser role (NocoDB's metadata).",
+)
+def db_roles(env: str, browser_database: str | None) -> None:
     """Create or update, idempotently, the roles this environment needs.
 
     \b
@@ -166,7 +172,7 @@ def db_roles(env: str) -> None:
     """
     from vedfin.roles import apply_roles
 
-    report = apply_roles(resolve().database_url, env)
+    report = apply_roles(resolve().database_url, env, browser_database)
     console.print(f"[bold]{report.target}[/]: roles for {env}")
     for line in report.lines:
         console.print(f"  {line}")
