@@ -797,6 +797,34 @@ def bench_leaderboard(database_url: str | None, sizes: str, reads: int) -> None:
     )
 
 
+@bench.command("api")
+@click.option(
+    "--database-url",
+    help="Scratch database [default: vedfin_bench_api on the resolved server]; its app "
+    "schema and marts are replaced unless --no-build.",
+)
+@click.option("--users", type=click.IntRange(min=1), default=None, help="Users to generate "
+              "[default: the benchmark scenario's 10,000].")  # fmt: skip
+@click.option("--clients", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Concurrent callers (threads sharing one pool).")  # fmt: skip
+@click.option("--seconds", type=click.FloatRange(min=1), default=20, show_default=True,
+              help="How long the callers run.")  # fmt: skip
+@click.option("--build/--no-build", "prepare", default=True, show_default=True,
+              help="Seed and build first; --no-build uses the marts as they are.")  # fmt: skip
+def bench_api(
+    database_url: str | None, users: int | None, clients: int, seconds: float, prepare: bool
+) -> None:
+    """Latency of the typed analytics API (vedfin.analytics) under concurrent callers."""
+    from benchmarks.api import print_figures, run
+    from benchmarks.seed import bench_database
+
+    settings = resolve()
+    url = database_url or bench_database(settings.database_url, None, name="vedfin_bench_api")
+    print_figures(
+        run(settings, url, users=users, clients=clients, seconds=seconds, prepare=prepare)
+    )
+
+
 @bench.command("freshness")
 @click.option(
     "--database-url",
