@@ -602,5 +602,5 @@ def test_erd_regenerates_identically_from_a_clean_build(
     assert {"APP.BEHAVIOR_LOGS", "APP.USERS"} <= _entities(pages["erd-analytics"])
     assert _entities(pages["erd-project"]) >= every_mart | _entities(pages["erd-learning"])
     assert '"APP.USER_PROGRESS" }|--|| "APP.LESSONS": id--lesson_id' in pages["erd-learning"]
-    assert '"MARTS.FCT_LEADERBOARD" }|--|| "MARTS.DIM_USERS": user_id' in pages["erd-gamification"]
+    assert '"MARTS.FCT_LEADERBOARD" }|--|| "APP.USERS": id--user_id' in pages["erd-gamification"]
     assert all(p.count("```mermaid") == 1 for p in pages.values())
