@@ -42,6 +42,8 @@ class Server:
     label: str
     admin_url: str
     stop: Callable[[], None] | None = None
+    halt: Callable[[], None] | None = None  # stop the server now (immediate), data kept
+    restart: Callable[[], None] | None = None  # start it again on the same port and data
 
     def version(self) -> str:
         with psycopg.connect(self.admin_url) as conn:
@@ -123,15 +125,32 @@ def start_throwaway_cluster(bindir: Path) -> Server:
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
     )
-    start = subprocess.run(
-        [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w"]
-        + ["-t", "60", "start"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        **as_user,  # type: ignore[arg-type]
-    )
+    def pg_ctl_start() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log")]
+            + ["-w", "-t", "60", "start"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            **as_user,  # type: ignore[arg-type]
+        )
+
+    def halt() -> None:
+        subprocess.run(
+            [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+            env=env,
+            check=True,
+            **as_user,  # type: ignore[arg-type]
+        )
+
+    def restart() -> None:
+        done = pg_ctl_start()
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed: {done.stderr[-800:]}")
+
+    start = pg_ctl_start()
     if start.returncode != 0:
         log = (root / "log").read_text() if (root / "log").exists() else ""
         shutil.rmtree(root, ignore_errors=True)
@@ -158,4 +177,4 @@ def start_throwaway_cluster(bindir: Path) -> Server:
                 stop()
                 raise
             time.sleep(0.2)
-    return Server("pg15-throwaway", url, stop)
+    return Server("pg15-throwaway", url, stop, halt, restart)

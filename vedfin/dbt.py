@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -351,8 +352,10 @@ def _build_locked(
         tail = ""
         if capture:
             tail = "\n" + "\n".join((result.stdout or "").splitlines()[-25:])
+        lost = connection_lost(settings.database_url, artifacts)
         raise VedfinError(
-            f"dbt build failed (exit {result.returncode}); see the log above, "
+            (f"{lost}; " if lost else "")
+            + f"dbt build failed (exit {result.returncode}); see the log above, "
             f"{DBT_PROJECT_DIR / 'logs' / 'dbt.log'} and {artifacts / 'run_results.json'}{tail}"
         )
     _say(f"{ARTIFACTS_NOTE} {artifacts}")
@@ -361,6 +364,38 @@ def _build_locked(
     if left_out:
         _say(left_out_message(left_out))
     return result
+
+
+LOST_CONNECTION = ("server closed the connection", "terminating connection", "connection to server")
+
+
+def connection_lost(url: str, artifacts: Path) -> str | None:
+    """What happened to PostgreSQL when a build failed for lack of it, or None.
+
+    Every model is its own transaction and a table is swapped in only when whole, so a
+    build that loses the server leaves each mart as it was or as this build finished it."""
+    try:
+        results = json.loads((artifacts / "run_results.json").read_text())["results"]
+    except (OSError, ValueError, KeyError):
+        results = []
+    messages = " ".join(str(r.get("message") or "") for r in results if r.get("status") == "error")
+    if not any(m in messages for m in LOST_CONNECTION):
+        return None
+    try:
+        connect(url).close()
+        alive = True
+    except VedfinError:
+        alive = False
+    where = describe_target(url)
+    what = (
+        f"the build's connections to {where} were terminated"
+        if alive
+        else f"PostgreSQL at {where} went away during the build"
+    )
+    return (
+        f"{what}: every mart is whole (those the build finished are new, the others as they "
+        "were); run the build again"
+    )
 
 
 def arrival_margin_minutes() -> int:

