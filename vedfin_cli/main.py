@@ -477,6 +477,7 @@ def erd_cmd(
 
 
 ERD_AS_OF = "2026-11-20"
+PROJECT_ROOT_BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 def _clean_build(settings: Any) -> Path:
@@ -823,6 +824,24 @@ def bench_api(
     print_figures(
         run(settings, url, users=users, clients=clients, seconds=seconds, prepare=prepare)
     )
+
+
+@bench.command("all")
+@click.option("--quick", is_flag=True,
+              help="Tiny sizes (seconds per benchmark): CI's check that every benchmark runs; "
+              "the figures say nothing about speed.")  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for report.json, REPORT.md and scaling.png [default: bench/, "
+              "or bench/quick/ with --quick].")  # fmt: skip
+def bench_all(quick: bool, out: Path | None) -> None:
+    """Every benchmark on fresh scratch databases and the scaling curve, in one report:
+    bench/report.json, bench/REPORT.md and the log-log plot bench/scaling.png."""
+    from benchmarks.report import run_all
+
+    folder = out or PROJECT_ROOT_BENCH / ("quick" if quick else "")
+    report = run_all(resolve(), quick=quick, out=folder)
+    click.echo(f"wrote {folder / 'report.json'}, {folder / 'REPORT.md'}, {folder / 'scaling.png'} "
+               f"in {report['seconds']:.0f} s", err=True)  # fmt: skip
 
 
 @bench.command("freshness")

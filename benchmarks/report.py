@@ -1,0 +1,251 @@
+"""`vedfin bench all`: every benchmark in one run, one report.
+
+On the resolved servers, each benchmark in its scratch database: seed (generator vs the
+PostgreSQL-alone ceiling and the naive way, memory), build (full vs incremental, BI reads),
+leaderboard (publish, reads, hit rate), api (the typed API under 8 callers), freshness
+(write-to-Redis latency with the sensor), and the scaling curve (benchmarks/scaling.py).
+Writes ``report.json`` (every figure with its target or baseline from the same run, and
+the machine), ``REPORT.md`` and ``scaling.png`` into the output folder.
+
+``--quick`` runs the same code on tiny sizes (the test scenario's order: seconds per
+benchmark) so that CI keeps every benchmark working; its figures prove nothing about
+speed and go to ``bench/quick/`` unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from rich.console import Console
+
+from benchmarks import api as bench_api
+from benchmarks import build as bench_build
+from benchmarks import freshness as bench_freshness
+from benchmarks import leaderboard as bench_leaderboard
+from benchmarks import scaling
+from benchmarks import seed as bench_seed
+from benchmarks.seed import bench_database
+from benchmarks.stats import percentile
+from vedfin.config import Settings
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    seed_big_users: int
+    seed_rss: list[int]
+    naive_events: int
+    build_users: int | None
+    read_seconds: int
+    leaderboard: list[int]
+    leaderboard_reads: int
+    api_users: int | None
+    api_seconds: float
+    freshness_users: int | None
+    freshness_interval: int
+    freshness_intervals: int
+    scaling: list[int]
+
+
+FULL = Sizes(40_000, [10_000, 100_000], 20_000, None, 10, [10_000, 100_000], 2000, None, 20,
+             None, 20, 6, [1_000, 10_000, 100_000])  # fmt: skip
+QUICK = Sizes(1_000, [200, 2_000], 1_000, 300, 1, [1_000], 200, 300, 2, 300, 5, 2,
+              [100, 300, 1_000])  # fmt: skip
+
+
+@dataclass
+class Section:
+    name: str
+    command: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def machine(settings: Settings) -> dict[str, Any]:
+    mem_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    with psycopg.connect(settings.database_url) as conn:
+        pg = conn.execute("select version()").fetchone()
+    info = redis.Redis.from_url(settings.redis_url).info("server")
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "postgresql": pg[0] if pg else "?",
+        "redis": info.get("redis_version", "?"),
+        "embedded_postgres": settings.embedded_postgres,
+        "embedded_redis": settings.embedded_redis,
+    }
+
+
+def _rows(figures: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "measure": f.name,
+            "figure": f.value,
+            "target": getattr(f, "target", ""),
+            "ok": getattr(f, "ok", None),
+        }
+        for f in figures
+    ]
+
+
+def _freshness_rows(result: bench_freshness.FreshnessResult) -> list[dict[str, Any]]:
+    lat = result.latencies()
+    iv = result.interval
+    refresh = [r.seconds for r in result.runs if r.job == "refresh_leaderboard"]
+    worst = percentile(lat, 1.0)
+    rows: list[dict[str, Any]] = [
+        {"measure": "sensor interval, ticks", "figure": f"{iv} s, {result.ticks}", "target": "",
+         "ok": None},
+        {"measure": "point writes sampled / seen in Redis",
+         "figure": f"{len(result.samples)} / {len(lat)}", "target": "all",
+         "ok": len(lat) == len(result.samples)},
+        {"measure": "latency p50 / p95 / max",
+         "figure": f"{percentile(lat, 0.5):.1f} / {percentile(lat, 0.95):.1f} / {worst:.1f} s",
+         "target": f"max <= interval + 30 s ({iv + 30} s)", "ok": bool(lat) and worst <= iv + 30},
+    ]  # fmt: skip
+    if refresh:
+        rows.append({"measure": "refresh_leaderboard run p50 / max",
+                     "figure": f"{percentile(refresh, 0.5):.1f} / {max(refresh):.1f} s",
+                     "target": "<= 20 s", "ok": max(refresh) <= 20})  # fmt: skip
+    return rows
+
+
+def run_all(settings: Settings, *, quick: bool, out: Path) -> dict[str, Any]:
+    sizes = QUICK if quick else FULL
+    started = time.perf_counter()
+    report: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "vedfin bench all" + (" --quick" if quick else ""),
+        "quick": quick,
+        "machine": machine(settings),
+        "sections": [],
+    }
+    server = settings.database_url
+    sections: list[Section] = []
+
+    def timed(section: Section, fn: Any) -> None:
+        t = time.perf_counter()
+        console.rule(f"[bold]{section.name}")
+        section.rows = fn()
+        section.seconds = time.perf_counter() - t
+        sections.append(section)
+
+    timed(Section("seed", "vedfin bench seed"), lambda: _rows(bench_seed.run(
+        server, database_url=None, big_users=sizes.seed_big_users, rss_sizes=sizes.seed_rss,
+        naive_events=sizes.naive_events)))  # fmt: skip
+    timed(Section("build", "vedfin bench build"), lambda: _rows(bench_build.run(
+        settings, bench_database(server, None), read_seconds=sizes.read_seconds,
+        users=sizes.build_users, run_only=True, reads=True)))  # fmt: skip
+    timed(Section("leaderboard", "vedfin bench leaderboard"), lambda: _rows(bench_leaderboard.run(
+        bench_database(server, None, name="vedfin_bench_lb"), settings.redis_url,
+        sizes=sizes.leaderboard, reads=sizes.leaderboard_reads)))  # fmt: skip
+    timed(Section("api", "vedfin bench api"), lambda: _rows(bench_api.run(
+        settings, bench_database(server, None, name="vedfin_bench_api"), users=sizes.api_users,
+        clients=8, seconds=sizes.api_seconds)))  # fmt: skip
+    timed(Section("freshness", "vedfin bench freshness"), lambda: _freshness_rows(
+        bench_freshness.run(server, settings.redis_url, database_url=None,
+                            scenario="benchmark", users=sizes.freshness_users,
+                            interval=sizes.freshness_interval,
+                            intervals=sizes.freshness_intervals, events_per_second=None,
+                            seed=7)))  # fmt: skip
+    console.rule("[bold]scaling curve")
+    t = time.perf_counter()
+    curve = scaling.measure(settings, bench_database(server, None, name="vedfin_bench_scaling"),
+                            sizes.scaling)  # fmt: skip
+    report["scaling"] = curve.as_json()
+    report["scaling"]["seconds"] = round(time.perf_counter() - t, 1)
+    report["sections"] = [s.__dict__ for s in sections]
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    server_name = report["machine"]["postgresql"].split(" on ")[0]
+    title = f"vedfin scaling curve ({report['machine']['cores']} cores, {server_name}, "
+    scaling.plot(curve, out / "scaling.png", title + f"{report['generated_at']})")
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    (out / "REPORT.md").write_text(markdown(report))
+    return report
+
+
+def _where(embedded: bool) -> str:
+    return "embedded" if embedded else "external"
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"# Benchmark report ({report['command']})",
+        "",
+        f"Generated {report['generated_at']} by `{report['command']}` in {report['seconds']} s. "
+        "Every figure below comes from this one run; each target or baseline beside it was "
+        "measured in the same run.",
+        "",
+        "| machine | |",
+        "|---|---|",
+        f"| cores | {m['cores']} |",
+        f"| memory | {m['memory_gib']} GiB |",
+        f"| PostgreSQL | {_cell(m['postgresql'])} ({_where(m['embedded_postgres'])}) |",
+        f"| Redis | {m['redis']} ({_where(m['embedded_redis'])}) |",
+        f"| Python | {m['python']} on {m['platform']} |",
+        "",
+    ]  # fmt: skip
+    if report["quick"]:
+        lines += ["**Quick mode**: tiny sizes so that CI runs every benchmark; the figures "
+                  "say nothing about speed.", ""]  # fmt: skip
+    for s in report["sections"]:
+        lines += [f"## {s['name']} (`{s['command']}`, {s['seconds']:.0f} s)", "",
+                  "| measure | figure | target / baseline | |", "|---|---|---|---|"]  # fmt: skip
+        for r in s["rows"]:
+            mark = "" if r["ok"] is None else ("met" if r["ok"] else "**missed**")
+            lines.append(f"| {_cell(r['measure'])} | {_cell(r['figure'])} | "
+                         f"{_cell(r['target'])} | {mark} |")  # fmt: skip
+        lines.append("")
+    sc = report["scaling"]
+    sizes = sc["sizes"]
+    lines += [
+        f"## Scaling curve ({sc['seconds']:.0f} s)",
+        "",
+        "![scaling curve](scaling.png)",
+        "",
+        "Each step in a process of its own (peak RSS of that process; the server's memory is "
+        "not in it). New data held constant across sizes: "
+        f"{scaling.DAILY_EVENTS} simulated events before the daily build, "
+        f"{scaling.FIVE_MINUTE_EVENTS} before the five-minute run. Exponent: slope of "
+        "log(seconds) against log(users).",
+        "",
+        "| step | " + " | ".join(f"{n:,} users" for n in sizes) + " | exponent (time) | "
+        "goal | | exponent (memory) |",
+        "|---|" + "---|" * len(sizes) + "---|---|---|---|",
+    ]
+    for name, d in sc["steps"].items():
+        cells = " | ".join(
+            f"{t:.2f} s, {r:.0f} MiB" for t, r in zip(d["seconds"], d["peak_rss_mib"], strict=True)
+        )
+        met = "met" if d["met"] else "**missed**"
+        lines.append(
+            f"| {name} | {cells} | {d['exponent_time']:.2f} | <= {d['goal_exponent']} | {met} | "
+            f"{d['exponent_memory']:.2f} |"
+        )
+    lines.append("")
+    return "\n".join(lines)

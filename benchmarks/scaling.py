@@ -1,0 +1,187 @@
+"""How cost grows with the data: the scaling curve of `vedfin bench all`.
+
+At each size (1,000, 10,000 and 100,000 users by default) in a scratch database:
+
+1. ``generate+load``: the benchmark scenario generated and loaded, ending yesterday;
+2. ``full build``: ``dbt build --full-refresh`` (models and data tests);
+3. the live simulator writes a fixed number of events today (the same at every size);
+4. ``daily incremental build``: ``vedfin build`` at today's as-of date;
+5. the simulator writes a few more events (fixed);
+6. ``five-minute run``: what the sensor's run does, ``+fct_leaderboard`` built
+   incrementally, then the snapshot published to Redis;
+7. ``publish``: the snapshot published alone.
+
+Each step runs in a child process of its own (``python -m benchmarks.scaling STEP ...``)
+that reports its time and its peak RSS (the PostgreSQL server's memory is not in it). A
+least-squares line through log(size), log(value) gives each curve's exponent: 1 grows
+linearly with the data, 0 not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from seeds_gen.live import LiveSimulator
+from seeds_gen.load import load_fresh
+from seeds_gen.scenarios import make_spec
+from vedfin.calendar import today_local
+from vedfin.config import PROJECT_ROOT, Settings, resolve
+from vedfin.dbt import build
+from vedfin.leaderboard import LeaderboardSettings, publish
+
+console = Console(stderr=True)
+STEPS = (
+    "generate+load",
+    "full build",
+    "daily incremental build",
+    "five-minute run",
+    "publish",
+)
+FULL_WORK = ("generate+load", "full build", "publish")
+NEW_DATA_WORK = ("daily incremental build", "five-minute run")
+FULL_GOAL = 1.05
+NEW_DATA_GOAL = 0.3
+DAILY_EVENTS = 300
+FIVE_MINUTE_EVENTS = 60
+
+
+def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
+    """Run one step here (in the child) and return its figures."""
+    settings = replace(resolve(start=False), database_url=url, redis_url=redis_url)
+    today = today_local()
+    lb = LeaderboardSettings(redis_url, prefix="vedfin_bench_scaling:", target="dev")
+    started = time.perf_counter()
+    extra: dict[str, Any] = {}
+    if name == "generate+load":
+        result = load_fresh(
+            url, make_spec("benchmark", users=users, end_date=today - timedelta(days=1)), reset=True
+        )
+        extra = {"rows": result.total_rows, "events": result.rows["behavior_logs"]}
+    elif name == "full build":
+        build(settings, as_of=today - timedelta(days=1), full_refresh=True, capture=True)
+    elif name in ("simulate daily", "simulate five minutes"):
+        n = DAILY_EVENTS if name == "simulate daily" else FIVE_MINUTE_EVENTS
+        sim = LiveSimulator(url, seed=11, events_per_second=100_000, target="dev")
+        summary = sim.run(max_events=n)
+        extra = {"events": summary.events}
+    elif name == "daily incremental build":
+        build(settings, as_of=today, capture=True)
+    elif name == "five-minute run":
+        build(settings, as_of=today, select=("+fct_leaderboard",), capture=True)
+        extra = {"published": publish(url, lb).rows}
+    elif name == "publish":
+        extra = {"published": publish(url, lb).rows}
+    else:
+        raise ValueError(f"unknown step {name!r}")
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": seconds, "peak_rss_mib": peak, **extra}
+
+
+def run_step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
+    """The step in a child process: its own peak RSS."""
+    args = [sys.executable, "-m", "benchmarks.scaling", name, url, str(users), redis_url]
+    done = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"scaling step {name!r} at {users:,} users failed:\n{done.stderr[-3000:]}"
+        )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def exponent(sizes: list[int], values: list[float]) -> float:
+    """The slope of the least-squares line through (log size, log value)."""
+    xs = [math.log(s) for s in sizes]
+    ys = [math.log(max(v, 1e-9)) for v in values]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+
+
+@dataclass
+class Curve:
+    step: str
+    seconds: list[float] = field(default_factory=list)
+    peak_rss_mib: list[float] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+    def goal(self) -> float:
+        return FULL_GOAL if self.step in FULL_WORK else NEW_DATA_GOAL
+
+
+@dataclass
+class Scaling:
+    sizes: list[int]
+    curves: dict[str, Curve]
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"sizes": self.sizes, "steps": {}}
+        for name, c in self.curves.items():
+            e_t = exponent(self.sizes, c.seconds)
+            out["steps"][name] = {
+                "seconds": [round(x, 3) for x in c.seconds],
+                "peak_rss_mib": [round(x, 1) for x in c.peak_rss_mib],
+                "exponent_time": round(e_t, 3),
+                "exponent_memory": round(exponent(self.sizes, c.peak_rss_mib), 3),
+                "goal_exponent": c.goal(),
+                "met": e_t <= c.goal(),
+                "details": c.notes,
+            }
+        return out
+
+
+def measure(settings: Settings, url: str, sizes: list[int]) -> Scaling:
+    curves = {s: Curve(s) for s in STEPS}
+    for users in sizes:
+        console.print(f"scaling: {users:,} users ...")
+        for name in ("generate+load", "full build", "simulate daily", "daily incremental build",
+                     "simulate five minutes", "five-minute run", "publish"):  # fmt: skip
+            figures = run_step(name, url, users, settings.redis_url)
+            if name in curves:
+                curves[name].seconds.append(figures.pop("seconds"))
+                curves[name].peak_rss_mib.append(figures.pop("peak_rss_mib"))
+                curves[name].notes.append({"users": users, **figures})
+            console.print(f"  {name}: {figures}")
+    return Scaling(sizes, curves)
+
+
+def plot(scaling: Scaling, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = scaling.as_json()["steps"]
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 5.5))
+    for name, c in scaling.curves.items():
+        d = data[name]
+        label = f"{name}: exponent {d['exponent_time']:.2f} (goal <= {d['goal_exponent']})"
+        ax_t.loglog(scaling.sizes, c.seconds, marker="o", label=label)
+        ax_m.loglog(scaling.sizes, c.peak_rss_mib, marker="o",
+                    label=f"{name}: exponent {d['exponent_memory']:.2f}")  # fmt: skip
+    ax_t.set(xlabel="users", ylabel="seconds", title="time")
+    ax_m.set(xlabel="users", ylabel="peak RSS of the step's process (MiB)", title="memory")
+    for ax in (ax_t, ax_m):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    step, db_url, n_users, redis = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    print(json.dumps(_step(step, db_url, n_users, redis)))
