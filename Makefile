@@ -132,12 +132,9 @@ nocodb-up: ## NocoDB (compose profile admin) as the admin-browser role of VEDFIN
 nocodb-down: ## Stop NocoDB and its init container
 	$(COMPOSE) --profile admin stop nocodb nocodb-init
 
-bench: install ## The benchmarks (seed, build, leaderboard), their figures also in bench/latest.txt
+bench: install ## Every benchmark and the scaling curve: bench/REPORT.md, report.json, scaling.png
 	@$(VEDFIN) up
-	@mkdir -p bench && : > bench/latest.txt
-	@for b in seed build leaderboard; do \
-	  bash -o pipefail -c "$(VEDFIN) bench $$b 2>&1 | tee -a bench/latest.txt" || exit 1; \
-	done
+	@$(VEDFIN) bench all
 
 clean: ## Remove the virtualenv and dbt build output (keeps .vedfin data)
 	rm -rf $(VENV) dbt_project/target dbt_project/logs

@@ -1,0 +1,41 @@
+"""`vedfin bench all --quick`: every benchmark still runs and the report holds together
+(CI runs this so the benchmarks never rot; the quick figures prove nothing about speed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+SECTIONS = ["seed", "build", "leaderboard", "api", "freshness"]
+STEPS = ["generate+load", "full build", "daily incremental build", "five-minute run", "publish"]
+
+
+@pytest.mark.slow
+def test_bench_all_quick_writes_the_whole_report(tmp_path: Path) -> None:
+    done = run_cli("bench", "all", "--quick", "--out", str(tmp_path), timeout=1200)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["quick"] is True
+    machine = report["machine"]
+    assert machine["cores"] >= 1 and machine["memory_gib"] > 0
+    assert machine["postgresql"].startswith("PostgreSQL") and machine["redis"]
+    assert [s["name"] for s in report["sections"]] == SECTIONS
+    for section in report["sections"]:
+        assert section["rows"], section["name"]
+        assert all(r["measure"] and r["figure"] for r in section["rows"])
+    sizes = report["scaling"]["sizes"]
+    assert len(sizes) >= 3 and sizes == sorted(sizes)
+    for step in STEPS:
+        curve = report["scaling"]["steps"][step]
+        assert len(curve["seconds"]) == len(sizes) and all(s > 0 for s in curve["seconds"])
+        assert all(m > 0 for m in curve["peak_rss_mib"])
+        assert isinstance(curve["exponent_time"], float)
+    png = (tmp_path / "scaling.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    md = (tmp_path / "REPORT.md").read_text()
+    assert "## Scaling curve" in md and "![scaling curve](scaling.png)" in md
+    assert md.count("## ") == len(SECTIONS) + 1
