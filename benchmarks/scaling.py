@@ -12,7 +12,8 @@ At each size (1,000, 10,000 and 100,000 users by default) in a scratch database:
 7. ``publish``: the snapshot published alone.
 
 Each step runs in a child process of its own (``python -m benchmarks.scaling STEP ...``)
-that reports its time and its peak RSS (the PostgreSQL server's memory is not in it). A
+that reports its time and its peak RSS (VmHWM: the process's own, see
+``benchmarks.stats.peak_rss_mib``; the PostgreSQL server's memory is not in it). A
 least-squares line through log(size), log(value) gives each curve's exponent: 1 grows
 linearly with the data, 0 not at all.
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import resource
 import subprocess
 import sys
 import time
@@ -32,6 +32,7 @@ from typing import Any
 
 from rich.console import Console
 
+from benchmarks.stats import peak_rss_mib
 from seeds_gen.live import LiveSimulator
 from seeds_gen.load import load_fresh
 from seeds_gen.scenarios import make_spec
@@ -85,8 +86,7 @@ def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown step {name!r}")
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "peak_rss_mib": peak, **extra}
+    return {"seconds": seconds, "peak_rss_mib": peak_rss_mib(), **extra}
 
 
 def run_step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:

@@ -20,7 +20,6 @@ within reach here.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from datetime import UTC, date, datetime
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.stats import peak_rss_mib
 from seeds_gen.load import load_fresh
 from seeds_gen.pgcopy import EVENT_COLUMNS
 from seeds_gen.reference import EVENT_TYPES
@@ -175,15 +175,15 @@ def naive_rate(url: str, n_events: int, n_users: int) -> tuple[float, float]:
 def peak_rss_child(url: str, users: int) -> tuple[float, float, int]:
     """Load ``users`` in a child process; its peak RSS (MiB), seconds and events."""
     code = (
-        "import json, resource, sys\n"
+        "import json\n"
         "from benchmarks.seed import _fresh\n"
+        "from benchmarks.stats import peak_rss_mib\n"
         f"s, ev, _ = _fresh({url!r}, {users}, 'benchmark')\n"
-        "print(json.dumps({'rss_kib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
-        " 'seconds': s, 'events': ev}))\n"
+        "print(json.dumps({'rss_mib': peak_rss_mib(), 'seconds': s, 'events': ev}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     data = json.loads(out.stdout.strip().splitlines()[-1])
-    return data["rss_kib"] / 1024, data["seconds"], data["events"]
+    return data["rss_mib"], data["seconds"], data["events"]
 
 
 def bench_database(server_url: str, override: str | None, name: str = "vedfin_bench") -> str:
@@ -326,5 +326,4 @@ def print_figures(figures: list[Figure]) -> None:
         mark = "" if f.ok is None else ("[green]ok" if f.ok else "[red]missed")
         table.add_row(f.name, f.value, f.target, mark)
     Console(width=160).print(table)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    console.print(f"(this process peaked at {peak:,.0f} MiB)")
+    console.print(f"(this process peaked at {peak_rss_mib():,.0f} MiB)")

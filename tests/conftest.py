@@ -76,6 +76,38 @@ def migrated_db(test_db_base: str) -> str:
     return test_db_base
 
 
+def built_database(settings: Settings, name: str, *, scenario: str = "test",
+                   end_date: str = "2026-11-20") -> str:  # fmt: skip
+    """A fresh database ``name`` on the resolved server with ``scenario`` generated (ending
+    ``end_date``) and built at that as-of date, through the CLI as a user would."""
+    url = with_database(settings.database_url, name)
+    _recreate_database(settings.database_url, name)
+    env = {"DATABASE_URL": url, "DBT_TARGET": "test"}
+    for args in (
+        ("seed", "--scenario", scenario, "--end-date", end_date, "-q"),
+        ("build", "--as-of", end_date),
+    ):
+        done = run_cli(*args, env=env)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    return url
+
+
+def pg15_bindir_or_skip() -> Path:
+    """The PostgreSQL 15 binaries, or a skip saying why (a failure under CI=true)."""
+    from tests.pg_servers import pg15_bindir
+
+    bindir = pg15_bindir()
+    if bindir is None:
+        reason = (
+            "no PostgreSQL 15 binaries (/usr/lib/postgresql/15/bin): `make test-tools` installs "
+            "Debian's postgresql-15 as root, or set TEST_DATABASE_URLS"
+        )
+        if _must_not_skip():
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    return bindir
+
+
 def isolated_platform(settings: Settings, name: str, redis_url: str, home: Path) -> Settings:
     """Fresh databases ``name`` (warehouse) and ``name_dagster`` (Dagster storage) on the
     resolved server, the given Redis, and a DAGSTER_HOME with the project's dagster.yaml:
@@ -134,18 +166,9 @@ def server_params() -> list[str]:
 @pytest.fixture(scope="session")
 def pg15_server() -> Iterator[object]:
     """A throwaway PostgreSQL 15 cluster (tests/pg_servers.py), or a skip saying why."""
-    from tests.pg_servers import pg15_bindir, start_throwaway_cluster
+    from tests.pg_servers import start_throwaway_cluster
 
-    bindir = pg15_bindir()
-    if bindir is None:
-        reason = (
-            "no PostgreSQL 15 binaries (/usr/lib/postgresql/15/bin): `make test-tools` installs "
-            "Debian's postgresql-15 as root, or set TEST_DATABASE_URLS"
-        )
-        if _must_not_skip():
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
-    server = start_throwaway_cluster(bindir)
+    server = start_throwaway_cluster(pg15_bindir_or_skip())
     try:
         yield server
     finally:

@@ -125,6 +125,7 @@ def start_throwaway_cluster(bindir: Path) -> Server:
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
     )
+
     def pg_ctl_start() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log")]

@@ -7,8 +7,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.conftest import _must_not_skip, _recreate_database, run_cli
-from vedfin.config import Settings, with_database
+from tests.conftest import _must_not_skip, built_database, run_cli
+from vedfin.config import Settings
 from vedfin.roles import ADMIN_BROWSER, BI_READER
 
 END = "2026-11-20"
@@ -17,16 +17,7 @@ PASSWORDS = {"BI_READER_PASSWORD": "bi-test-pw", "ADMIN_BROWSER_PASSWORD": "admi
 
 @pytest.fixture(scope="module")
 def access_db(settings: Settings) -> str:
-    url = with_database(settings.database_url, "vedfin_access")
-    _recreate_database(settings.database_url, "vedfin_access")
-    env = {"DATABASE_URL": url, "DBT_TARGET": "test"}
-    for args in (
-        ("seed", "--scenario", "test", "--end-date", END, "-q"),
-        ("build", "--as-of", END),
-    ):
-        done = run_cli(*args, env=env)
-        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    return url
+    return built_database(settings, "vedfin_access", end_date=END)
 
 
 def _roles(url: str, env: str) -> str:

@@ -13,9 +13,9 @@ from datetime import date, timedelta
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, _recreate_database, run_cli
+from tests.conftest import ROOT, built_database, run_cli
 from vedfin.analytics import RECORDS, Analytics, BadRequest, bi_reader_url
-from vedfin.config import Settings, with_database
+from vedfin.config import Settings
 
 END = date(2026, 11, 20)
 PASSWORD = "bi-analytics-pw"
@@ -23,15 +23,8 @@ PASSWORD = "bi-analytics-pw"
 
 @pytest.fixture(scope="module")
 def built(settings: Settings) -> str:
-    url = with_database(settings.database_url, "vedfin_analytics")
-    _recreate_database(settings.database_url, "vedfin_analytics")
+    url = built_database(settings, "vedfin_analytics", scenario="demo", end_date=END.isoformat())
     env = {"DATABASE_URL": url, "DBT_TARGET": "test"}
-    for args in (
-        ("seed", "--scenario", "demo", "--end-date", END.isoformat(), "-q"),
-        ("build", "--as-of", END.isoformat()),
-    ):
-        done = run_cli(*args, env=env)
-        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     done = run_cli("db", "roles", "--env", "dev", env={**env, "BI_READER_PASSWORD": PASSWORD})
     assert done.returncode == 0, done.stdout + done.stderr
     return url

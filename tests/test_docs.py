@@ -22,9 +22,9 @@ import yaml
 
 from tests.browser import ARTIFACTS, require_chromium, wait_for_text
 from tests.browser import browser as browser  # noqa: F401  (the fixture)
-from tests.conftest import ROOT, _recreate_database, run_cli
+from tests.conftest import ROOT, built_database
 from tests.redis_server import free_port
-from vedfin.config import Settings, with_database
+from vedfin.config import Settings
 
 pytestmark = pytest.mark.ui
 END = "2026-11-20"
@@ -39,16 +39,7 @@ def _definition(model: str, column: str) -> str:
 
 @pytest.fixture(scope="module")
 def docs_db(settings: Settings) -> str:
-    url = with_database(settings.database_url, "vedfin_docs")
-    _recreate_database(settings.database_url, "vedfin_docs")
-    env = {"DATABASE_URL": url, "DBT_TARGET": "test"}
-    for args in (
-        ("seed", "--scenario", "test", "--end-date", END, "-q"),
-        ("build", "--as-of", END),
-    ):
-        done = run_cli(*args, env=env)
-        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    return url
+    return built_database(settings, "vedfin_docs", end_date=END)
 
 
 @pytest.fixture(scope="module")

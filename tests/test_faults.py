@@ -32,8 +32,8 @@ import pytest
 from psycopg import sql
 
 from seeds_gen.reference import EVENT_TYPES
-from tests.conftest import ROOT, _must_not_skip, _recreate_database, run_cli
-from tests.pg_servers import Server, pg15_bindir, start_throwaway_cluster
+from tests.conftest import ROOT, _recreate_database, pg15_bindir_or_skip, run_cli
+from tests.pg_servers import Server, start_throwaway_cluster
 from tests.redis_server import RedisServer
 from tests.test_seeds_gen import REASONS_SQL
 from vedfin.config import Settings, with_database
@@ -213,13 +213,7 @@ def conninfo_dbname(url: str) -> str:
 
 @pytest.fixture()
 def stoppable_server() -> Iterator[Server]:
-    bindir = pg15_bindir()
-    if bindir is None:
-        reason = "no PostgreSQL 15 binaries to start a server this test may stop"
-        if _must_not_skip():
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
-    server = start_throwaway_cluster(bindir)
+    server = start_throwaway_cluster(pg15_bindir_or_skip())
     try:
         yield server
     finally:
