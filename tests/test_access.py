@@ -9,7 +9,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.conftest import _must_not_skip, built_database, run_cli
 from vedfin.config import Settings
-from vedfin.roles import ADMIN_BROWSER, BI_READER
+from vedfin.roles import ADMIN_BROWSER, BI_LOGIN, BI_READER
 
 END = "2026-11-20"
 PASSWORDS = {"BI_READER_PASSWORD": "bi-test-pw", "ADMIN_BROWSER_PASSWORD": "admin-test-pw"}
@@ -30,7 +30,7 @@ def _as(url: str, role: str) -> str:
     params = conninfo_to_dict(url)
     params["user"] = role
     params["password"] = PASSWORDS[
-        "BI_READER_PASSWORD" if role == BI_READER else "ADMIN_BROWSER_PASSWORD"
+        "BI_READER_PASSWORD" if role == BI_LOGIN else "ADMIN_BROWSER_PASSWORD"
     ]
     return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
 
@@ -92,11 +92,19 @@ def test_admin_browser_can_do_exactly_what_its_environment_allows(access_db: str
 
 def test_bi_reader_reads_the_marts_and_nothing_else(access_db: str) -> None:
     _roles(access_db, "prod")
-    assert _allowed(access_db, BI_READER, READS["marts"])
+    assert _allowed(access_db, BI_LOGIN, READS["marts"])
     for name in ("audit", "app", "app.users (no PII)"):
-        assert not _allowed(access_db, BI_READER, READS[name]), name
+        assert not _allowed(access_db, BI_LOGIN, READS[name]), name
     for name, q in WRITES.items():
-        assert not _allowed(access_db, BI_READER, q), name
+        assert not _allowed(access_db, BI_LOGIN, q), name
+    with psycopg.connect(access_db) as conn:
+        roles = dict(conn.execute(
+            "select rolname, rolcanlogin from pg_roles where rolname = any(%s)",
+            ([BI_READER, BI_LOGIN],),
+        ).fetchall())  # fmt: skip
+        member = conn.execute("select pg_has_role(%s, %s, 'member')", (BI_LOGIN, BI_READER))
+        assert member.fetchone() == (True,)
+    assert roles == {BI_READER: False, BI_LOGIN: True}  # bi_reader itself never logs in
 
 
 def test_grants_survive_the_next_build_and_prod_needs_passwords(access_db: str) -> None:
@@ -122,7 +130,7 @@ def test_db_slow_lists_the_slowest_mart_reads(access_db: str) -> None:
             pytest.fail(f"CI=true: {reason}")
         pytest.skip(reason)
     _roles(access_db, "staging")  # creates the extension in this database
-    with psycopg.connect(_as(access_db, BI_READER)) as conn:
+    with psycopg.connect(_as(access_db, BI_LOGIN)) as conn:
         for _ in range(5):
             conn.execute(
                 "select cohort_week, week_number, retention_rate from marts.fct_cohort_retention "

@@ -139,9 +139,11 @@ def test_bad_parameters_are_refused_clearly(api: Analytics) -> None:
 
 def test_the_api_reads_as_bi_reader(built: str) -> None:
     url = bi_reader_url(built, PASSWORD)
-    assert "user=bi_reader" in url and "password=" + PASSWORD in url
+    assert "user=bi_reader_login" in url and "password=" + PASSWORD in url
     with psycopg.connect(url) as conn:
-        assert conn.execute("select current_user").fetchone() == ("bi_reader",)
+        assert conn.execute("select current_user").fetchone() == ("bi_reader_login",)
+        member = conn.execute("select pg_has_role(current_user, 'bi_reader', 'member')")
+        assert member.fetchone() == (True,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("select count(*) from app.users")
 

@@ -7,13 +7,14 @@ definition allows a null)::
     from datetime import date
     from vedfin.analytics import Analytics
 
-    with Analytics.from_env() as analytics:          # bi_reader, a connection pool
+    with Analytics.from_env() as analytics:          # as bi_reader, a connection pool
         for day in analytics.daily_active_users(date(2026, 11, 1), date(2026, 11, 20)):
             print(day.activity_date, day.dau, day.stickiness)
         top = analytics.leaderboard_top(10)
 
 It reads the marts as ``bi_reader`` (``ANALYTICS_DATABASE_URL``, or ``DATABASE_URL`` with the
-user ``bi_reader`` and ``BI_READER_PASSWORD``) through a ``psycopg_pool`` pool that is safe
+user ``bi_reader_login``, bi_reader's login role from ``vedfin db roles``, and
+``BI_READER_PASSWORD``) through a ``psycopg_pool`` pool that is safe
 to share between threads. Parameters are always bound, never formatted into SQL; a bad one
 (a range that ends before it starts, an unknown course, a top N out of range) raises
 :class:`BadRequest` with a message that says what was wrong.
@@ -35,6 +36,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from vedfin.db import describe_target
 from vedfin.errors import ConnectionFailed, VedfinError
+from vedfin.roles import BI_LOGIN
 
 MAX_TOP = 1000
 MAX_RANGE_DAYS = 3660
@@ -172,9 +174,9 @@ def _positive_id(value: int, what: str) -> None:
 
 
 def bi_reader_url(database_url: str, password: str | None) -> str:
-    """The same server and database as ``database_url``, as the user bi_reader."""
+    """The same server and database as ``database_url``, as bi_reader's login role."""
     params = {k: v for k, v in conninfo_to_dict(database_url).items() if v is not None}
-    params["user"] = "bi_reader"
+    params["user"] = BI_LOGIN
     params.pop("password", None)
     if password:
         params["password"] = password
@@ -199,13 +201,13 @@ class Analytics:
         except PoolTimeout as exc:
             self._pool.close()
             raise ConnectionFailed(
-                f"cannot connect to {self._target} for the analytics API (as bi_reader it needs "
-                "LOGIN and a password: `vedfin db roles --env ...`, BI_READER_PASSWORD)"
+                f"cannot connect to {self._target} for the analytics API (as {BI_LOGIN}, which "
+                "`vedfin db roles --env ...` creates, with BI_READER_PASSWORD)"
             ) from exc
 
     @classmethod
     def from_env(cls, *, max_size: int = 8) -> Analytics:
-        """``ANALYTICS_DATABASE_URL``, or ``DATABASE_URL`` as bi_reader with
+        """``ANALYTICS_DATABASE_URL``, or ``DATABASE_URL`` as bi_reader_login with
         ``BI_READER_PASSWORD``."""
         url = os.environ.get("ANALYTICS_DATABASE_URL") or ""
         if not url:

@@ -1,7 +1,8 @@
 """The database roles of each environment, as code (`vedfin db roles --env ...`).
 
 - ``bi_reader``: ``SELECT`` on ``marts`` in every environment, nothing in ``app`` or
-  ``audit``.
+  ``audit``; a group role without login. BI tools and the analytics API log in as
+  ``bi_reader_login``, a member of it and nothing else.
 - ``vedfin_admin_browser`` (the role NocoDB connects as): everything on ``app``, ``marts``
   and ``audit`` in dev; ``SELECT`` only in staging and prod, without the PII columns of
   ``app.users`` (email, full_name, phone); in prod every statement it runs is audit-logged.
@@ -31,10 +32,13 @@ from vedfin.errors import VedfinError
 
 ENVIRONMENTS = ("dev", "staging", "prod")
 BI_READER = "bi_reader"
+"""The group role the marts are granted to (dbt's grants); it does not log in itself."""
+BI_LOGIN = "bi_reader_login"
+"""The login role BI tools and the analytics API connect as: a member of bi_reader only."""
 ADMIN_BROWSER = "vedfin_admin_browser"
 PII_COLUMNS = ("email", "full_name", "phone")
 SCHEMAS = ("app", "marts", "audit")
-PASSWORD_ENV = {BI_READER: "BI_READER_PASSWORD", ADMIN_BROWSER: "ADMIN_BROWSER_PASSWORD"}
+PASSWORD_ENV = {BI_LOGIN: "BI_READER_PASSWORD", ADMIN_BROWSER: "ADMIN_BROWSER_PASSWORD"}
 SLOW_QUERY_MS = {"dev": -1, "staging": 500, "prod": 200}
 """log_min_duration_statement per environment (-1: off)."""
 
@@ -89,6 +93,13 @@ def _ensure_role(conn: psycopg.Connection, role: str, env: str, report: RolesRep
     )
     how = f"password from ${PASSWORD_ENV[role]}" if password else "no password (trust auth only)"
     report.say(f"role {role}: {'updated' if exists else 'created'}, login, {how}")
+
+
+def _ensure_group(conn: psycopg.Connection, role: str, report: RolesReport) -> None:
+    exists = conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
+    verb = "alter" if exists else "create"
+    conn.execute(sql.SQL("{} role {} nologin").format(sql.SQL(verb), sql.Identifier(role)))
+    report.say(f"role {role}: {'updated' if exists else 'created'}, no login (a group role)")
 
 
 def _schemas(conn: psycopg.Connection) -> list[str]:
@@ -245,8 +256,11 @@ def apply_roles(url: str, env: str, browser_database: str | None = None) -> Role
                 "settings); on a managed service, apply the README's settings by hand"
             )
         with conn.transaction():
-            for role in (BI_READER, ADMIN_BROWSER):
+            _ensure_group(conn, BI_READER, report)
+            for role in (BI_LOGIN, ADMIN_BROWSER):
                 _ensure_role(conn, role, env, report)
+            group, member = sql.Identifier(BI_READER), sql.Identifier(BI_LOGIN)
+            conn.execute(sql.SQL("grant {} to {}").format(group, member))
             schemas = _schemas(conn)
             _revoke_everything(conn, ADMIN_BROWSER, schemas)
             said = _grant_admin(conn, env, schemas)
@@ -260,7 +274,10 @@ def apply_roles(url: str, env: str, browser_database: str | None = None) -> Role
                         sql.Identifier(BI_READER)
                     )
                 )
-            report.say(f"{BI_READER}: select on marts (nothing in app or audit)")
+            report.say(
+                f"{BI_READER}: select on marts (nothing in app or audit), no login; "
+                f"{BI_LOGIN} logs in as its member"
+            )
             _audit(conn, env, report)
             _query_logging(conn, env, report)
     if browser_database:
