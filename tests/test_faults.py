@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -139,21 +140,36 @@ def _start_build(url: str, as_of: date) -> tuple[subprocess.Popen[str], Path]:
     return proc, log
 
 
-def _wait_for_mart_work(url: str, proc: subprocess.Popen[str], timeout: float = 120) -> None:
-    """Until dbt is running a statement on a mart of this database."""
+@contextmanager
+def _mart_held(url: str, mart: str = "fct_leaderboard") -> Iterator[psycopg.Connection]:
+    """A session holding ``mart`` locked: the build's swap of it waits there, so the fault
+    strikes while the build is surely in the middle (the other marts go on around it)."""
+    conn = psycopg.connect(url)
+    conn.execute(
+        sql.SQL("lock table marts.{} in access exclusive mode").format(sql.Identifier(mart))
+    )
+    try:
+        yield conn
+    finally:
+        with suppress(psycopg.Error):
+            conn.close()
+
+
+def _wait_until_blocked(url: str, proc: subprocess.Popen[str], timeout: float = 180) -> None:
+    """Until a dbt session of this database waits for the held mart's lock."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
-            busy = conn.execute(
+            waiting = conn.execute(
                 """select count(*) from pg_stat_activity
                    where datname = current_database() and application_name = 'dbt'
-                     and state = 'active' and query ilike '%%"marts".%%'"""
+                     and wait_event_type = 'Lock'"""
             ).fetchone()
-            if busy and busy[0]:
+            if waiting and waiting[0]:
                 return
-            assert proc.poll() is None, "the build ended before any mart statement was seen"
-            assert time.monotonic() < deadline, "no mart statement seen"
-            time.sleep(0.02)
+            assert proc.poll() is None, "the build ended without waiting for the held mart"
+            assert time.monotonic() < deadline, "the build never reached the held mart"
+            time.sleep(0.05)
 
 
 def _prepare_pair(admin_url: str, prefix: str) -> tuple[str, str]:
@@ -186,15 +202,16 @@ def test_dbt_connections_terminated_mid_build(settings: Settings) -> None:
     live, ref = _prepare_pair(settings.database_url, "vedfin_fault_kill")
     old, new = mart_checksums(live), mart_checksums(ref)
     assert old != new
-    proc, log = _start_build(live, END + timedelta(days=1))
-    _wait_for_mart_work(live, proc)
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        killed = conn.execute(
-            "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity "
-            "where datname = %s and application_name = 'dbt') k",
-            (conninfo_dbname(live),),
-        ).fetchone()
-    assert killed and killed[0] >= 1
+    with _mart_held(live):
+        proc, log = _start_build(live, END + timedelta(days=1))
+        _wait_until_blocked(live, proc)
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            killed = conn.execute(
+                "select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity "
+                "where datname = %s and application_name = 'dbt') k",
+                (conninfo_dbname(live),),
+            ).fetchone()
+        assert killed and killed[0] >= 1
     assert proc.wait(timeout=300) != 0
     out = log.read_text()
     assert "the build's connections to" in out and "were terminated" in out, out[-3000:]
@@ -225,9 +242,10 @@ def test_server_stopped_mid_build(stoppable_server: Server) -> None:
     assert stoppable_server.halt is not None and stoppable_server.restart is not None
     live, ref = _prepare_pair(stoppable_server.admin_url, "vedfin_fault_stop")
     old, new = mart_checksums(live), mart_checksums(ref)
-    proc, log = _start_build(live, END + timedelta(days=1))
-    _wait_for_mart_work(live, proc)
-    stoppable_server.halt()
+    with _mart_held(live):
+        proc, log = _start_build(live, END + timedelta(days=1))
+        _wait_until_blocked(live, proc)
+        stoppable_server.halt()
     assert proc.wait(timeout=300) != 0
     out = log.read_text()
     assert "went away during the build" in out and "run the build again" in out, out[-3000:]
