@@ -21,9 +21,8 @@ from datetime import date, timedelta
 
 import psycopg
 from rich.console import Console
-from rich.table import Table
 
-from benchmarks.stats import percentile
+from benchmarks.stats import percentile, print_table
 from seeds_gen.load import load_fresh
 from seeds_gen.scenarios import make_spec
 from vedfin.analytics import Analytics, bi_reader_url
@@ -164,10 +163,4 @@ def run(
 
 
 def print_figures(figures: list[Figure]) -> None:
-    table = Table(title="vedfin bench api")
-    for col in ("measure", "figure", "target", ""):
-        table.add_column(col)
-    for f in figures:
-        mark = "" if f.ok is None else ("[green]ok" if f.ok else "[red]missed")
-        table.add_row(f.name, f.value, f.target, mark)
-    Console(width=180).print(table)
+    print_table("vedfin bench api", figures, width=180)

@@ -31,9 +31,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 from rich.console import Console
-from rich.table import Table
 
-from benchmarks.stats import percentile
+from benchmarks.stats import percentile, print_table
 from seeds_gen.load import load_append, load_fresh
 from seeds_gen.scenarios import make_spec
 from vedfin.config import DBT_PROJECT_DIR, Settings, env_exports
@@ -356,14 +355,4 @@ def _bi_reads(settings: Settings, url: str, as_of: date, read_seconds: int) -> l
 
 
 def print_rows(rows: list[Row]) -> None:
-    table = Table(title="vedfin bench build")
-    for col in ("measure", "figure", "target", ""):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            r.name,
-            r.value,
-            r.target,
-            "" if r.ok is None else ("[green]ok" if r.ok else "[red]missed"),
-        )
-    Console(width=180).print(table)
+    print_table("vedfin bench build", rows)

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from rich.console import Console
-from rich.table import Table
 
-from benchmarks.stats import peak_rss_mib
+from benchmarks.stats import peak_rss_mib, print_table
 from seeds_gen.load import load_fresh
 from seeds_gen.pgcopy import EVENT_COLUMNS
 from seeds_gen.reference import EVENT_TYPES
@@ -319,11 +318,5 @@ def run(
 
 
 def print_figures(figures: list[Figure]) -> None:
-    table = Table(title="vedfin bench seed")
-    for col in ("measure", "figure", "target", ""):
-        table.add_column(col)
-    for f in figures:
-        mark = "" if f.ok is None else ("[green]ok" if f.ok else "[red]missed")
-        table.add_row(f.name, f.value, f.target, mark)
-    Console(width=160).print(table)
+    print_table("vedfin bench seed", figures, width=160)
     console.print(f"(this process peaked at {peak_rss_mib():,.0f} MiB)")

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import Protocol
+
+from rich.console import Console
+from rich.table import Table
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -33,3 +37,21 @@ def peak_rss_mib() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Measured(Protocol):
+    name: str
+    value: str
+    target: str
+    ok: bool | None
+
+
+def print_table(title: str, figures: Sequence[Measured], *, width: int = 180) -> None:
+    """A benchmark's figures as one table: measure, figure, target, and ok / missed."""
+    table = Table(title=title)
+    for col in ("measure", "figure", "target", ""):
+        table.add_column(col)
+    for f in figures:
+        mark = "" if f.ok is None else ("[green]ok" if f.ok else "[red]missed")
+        table.add_row(f.name, f.value, f.target, mark)
+    Console(width=width).print(table)
