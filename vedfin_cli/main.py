@@ -402,6 +402,15 @@ def build_cmd(
     )
 
 
+_compile_as_of = click.option(
+    "--as-of",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="As-of date for compiling the models [default: today, local].",
+)
+"""The --as-of of the commands that only compile the models (erd, docs)."""
+
+
 @cli.command("erd")
 @click.option(
     "--artifacts",
@@ -427,12 +436,7 @@ def build_cmd(
     help="Build a scratch database (<db>_erd: the test scenario, a full dbt build) and "
     "draw from it, so the diagrams depend on the code alone (make erd, pre-commit).",
 )
-@click.option(
-    "--as-of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="As-of date for compiling the models [default: today, local].",
-)
+@_compile_as_of
 def erd_cmd(
     artifacts: Path | None, output: Path | None, check: bool, clean_build: bool, as_of: Any
 ) -> None:
@@ -511,12 +515,7 @@ def _clean_build(settings: Any) -> Path:
     help="Run `dbt docs generate` on the resolved database first; --no-generate serves the "
     "last generated docs.",
 )
-@click.option(
-    "--as-of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="As-of date for compiling the models [default: today, local].",
-)
+@_compile_as_of
 def docs_cmd(host: str, port: int, generate: bool, as_of: Any) -> None:
     """Generate dbt's docs (every mart, column and metric definition, lineage from the
     sources to the marts and their exposures) and serve them; Ctrl-C stops.
