@@ -9,6 +9,10 @@ from typing import Protocol
 from rich.console import Console
 from rich.table import Table
 
+from vedfin.memory import own_peak_rss_mib as peak_rss_mib
+
+__all__ = ["peak_rss_mib", "percentile", "print_table"]
+
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile (0 < q <= 1) by linear interpolation between the closest ranks
@@ -19,24 +23,6 @@ def percentile(values: Sequence[float], q: float) -> float:
         return float(max(values))
     cuts = statistics.quantiles(values, n=1000, method="inclusive")
     return cuts[max(0, min(len(cuts) - 1, round(q * 1000) - 1))]
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident set size (MiB), from VmHWM in /proc/self/status.
-
-    Not ``resource.getrusage(...).ru_maxrss``: on Linux that keeps the high-water mark of
-    the process image before ``exec``, so a child started from a large benchmark process
-    reports at least the parent's size (measured here: a child of a 600 MiB parent gave
-    ru_maxrss 611 MiB, VmHWM 11 MiB)."""
-    try:
-        for line in open("/proc/self/status"):  # noqa: SIM115
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Measured(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import date
+from typing import cast
 
 import numpy as np
 
@@ -42,6 +43,9 @@ class Counters:
     group: int = 1
 
 
+COUNTER_FIELDS = ("event", "session", "enrollment", "progress", "group")
+
+
 @dataclass
 class StreakState:
     last_day: int | None = None  # local day number
@@ -65,6 +69,37 @@ class ChunkRows:
     @property
     def n_events(self) -> int:
         return len(self.events.get("id", ()))
+
+    def renumber(self, counters: Counters, used: Counters, props: np.ndarray) -> None:
+        """Move a chunk of new users generated from ``Counters()`` in another process onto
+        the ids ``counters`` gives next (and advance them by what it ``used``); ``props``
+        maps that process's property codes to this one's. Every id the chunk holds is its
+        own (users signing up), so each moves by the same amount and nothing else changes."""
+        off = Counters(*(getattr(counters, f) - 1 for f in COUNTER_FIELDS))
+        ev = self.events
+        if len(ev.get("id", ())):
+            ev["id"] = ev["id"] + off.event
+            ev["sid"] = ev["sid"] + off.session
+            ev["prop"] = np.where(ev["prop"] >= 0, props[np.maximum(ev["prop"], 0)], -1).astype(
+                ev["prop"].dtype
+            )
+        self.enrollments = [
+            (cast(int, row[0]) + off.enrollment, *row[1:]) for row in self.enrollments
+        ]
+        for row in self.progress_new:
+            assert row.id is not None
+            row.id += off.progress
+        if off.group:
+            self.groups = [
+                (g + off.group, f"{name.rsplit(' #', 1)[0]} #{g + off.group}", created)
+                for g, name, created in self.groups
+            ]
+            self.members = [(g + off.group, u, joined) for g, u, joined in self.members]
+            for up, _ in self.params:
+                if up.group_id is not None:
+                    up.group_id += off.group
+        for f in COUNTER_FIELDS:
+            setattr(counters, f, getattr(counters, f) + getattr(used, f) - 1)
 
 
 def _assign_buddies(

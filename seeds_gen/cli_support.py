@@ -38,12 +38,15 @@ def run_seed(
     reset: bool,
     force: bool,
     quiet: bool,
+    workers: int | None = None,
 ) -> LoadResult:
     if append_days is not None and (scenario or users or days or courses or end_date or reset):
         raise VedfinError(
             "--append-days continues the existing dataset: it takes no scenario, "
             "size, end date or --reset"
         )
+    if append_days is not None and workers:
+        raise VedfinError("--workers is for a fresh load; --append-days runs in this process")
     try:
         spec = make_spec(
             scenario,
@@ -88,6 +91,7 @@ def run_seed(
                 on_progress=update,
                 on_phase=phase,
                 checked=True,
+                workers=workers,
             )
         else:
             result = load_append(

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
+import multiprocessing
+import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +21,7 @@ from seeds_gen.simulate import (
     DAY_US,
     EPOCH,
     HOUR_US,
+    PROPS,
     SIGNUP_GROWTH,
     Catalog,
     LearnState,
@@ -22,8 +29,10 @@ from seeds_gen.simulate import (
     Window,
     local_midnight_us,
     new_user_rows,
+    prop_codes,
     signup_times,
 )
+from vedfin.memory import own_peak_rss_mib
 
 # event types the platform does not know, written only by --bad-events
 BAD_EVENT_TYPES = ("lesson_finish", "click", "purchase_premium")
@@ -37,26 +46,89 @@ BAD_CLASSES = (
 )
 
 
-def fresh_chunks(spec: Spec, counters: Counters | None = None) -> Iterator[ChunkRows]:
-    window = spec.window
-    cat = Catalog(spec.courses, window)
-    signups = signup_times(np.random.default_rng([spec.seed, 0]), spec.users, window)
+def fresh_chunks(
+    spec: Spec,
+    counters: Counters | None = None,
+    *,
+    workers: int = 0,
+    worker_peaks: dict[int, float] | None = None,
+) -> Iterator[ChunkRows]:
+    """The chunks of a fresh dataset, in order.
+
+    ``workers`` > 1: the chunks are simulated in that many processes while this one
+    encodes and writes; each chunk is numbered from zero there and shifted here onto the
+    ids before it, so the rows are exactly those of the sequential run. ``worker_peaks``
+    collects each worker's peak RSS in MiB (by process id)."""
     counters = counters or Counters()
-    for k, lo in enumerate(range(0, spec.users, CHUNK_USERS)):
-        hi = min(lo + CHUNK_USERS, spec.users)
-        ids = np.arange(lo + 1, hi + 1, dtype=np.int64)
-        rows, params = new_user_rows(
-            np.random.default_rng([spec.seed, 1, k]), ids, signups[lo:hi], window
-        )
-        chunk = build_chunk(
-            [spec.seed, 2, k], cat, window, Cohort.signing_up(params, signups[lo:hi]), counters
-        )
-        chunk.users = rows
-        if spec.bad_events_rate > 0:
-            add_bad_events(
-                chunk, spec, counters, np.random.default_rng([spec.seed, 3, k]), signups[lo:hi], ids
-            )
-        yield chunk
+    signups = signup_times(np.random.default_rng([spec.seed, 0]), spec.users, spec.window)
+    bounds = [
+        (k, lo, min(lo + CHUNK_USERS, spec.users))
+        for k, lo in enumerate(range(0, spec.users, CHUNK_USERS))
+    ]
+    if workers <= 1 or len(bounds) < 2:
+        cat = Catalog(spec.courses, spec.window)
+        for k, lo, hi in bounds:
+            yield _fresh_chunk(spec, cat, k, lo, signups[lo:hi], counters)
+        return
+    yield from _fresh_chunks_parallel(spec, bounds, signups, counters, workers, worker_peaks)
+
+
+def _fresh_chunk(
+    spec: Spec, cat: Catalog, k: int, lo: int, signups: np.ndarray, counters: Counters
+) -> ChunkRows:
+    """Chunk ``k``: the users ``lo + 1`` on, who sign up at ``signups``."""
+    ids = np.arange(lo + 1, lo + 1 + len(signups), dtype=np.int64)
+    window = spec.window
+    rows, params = new_user_rows(np.random.default_rng([spec.seed, 1, k]), ids, signups, window)
+    cohort = Cohort.signing_up(params, signups)
+    chunk = build_chunk([spec.seed, 2, k], cat, window, cohort, counters)
+    chunk.users = rows
+    if spec.bad_events_rate > 0:
+        rng = np.random.default_rng([spec.seed, 3, k])
+        add_bad_events(chunk, spec, counters, rng, signups, ids)
+    return chunk
+
+
+@functools.cache
+def _catalog(courses: int, window: Window) -> Catalog:
+    return Catalog(courses, window)
+
+
+def _fresh_chunk_job(
+    spec: Spec, k: int, lo: int, signups: np.ndarray
+) -> tuple[ChunkRows, Counters, list[str], int, float]:
+    """In a worker: chunk ``k`` numbered from the first id of each table, with what it
+    used of each counter, the property texts its codes refer to, and the worker's peak RSS."""
+    counters = Counters()
+    chunk = _fresh_chunk(spec, _catalog(spec.courses, spec.window), k, lo, signups, counters)
+    return chunk, counters, list(PROPS), os.getpid(), own_peak_rss_mib()
+
+
+def _fresh_chunks_parallel(
+    spec: Spec,
+    bounds: list[tuple[int, int, int]],
+    signups: np.ndarray,
+    counters: Counters,
+    workers: int,
+    worker_peaks: dict[int, float] | None,
+) -> Iterator[ChunkRows]:
+    # spawn, not fork: the caller may be running a COPY writer thread when this starts
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pending: deque[Future[tuple[ChunkRows, Counters, list[str], int, float]]] = deque()
+    todo = iter(bounds)
+    try:
+        for k, lo, hi in itertools.islice(todo, workers + 1):
+            pending.append(pool.submit(_fresh_chunk_job, spec, k, lo, signups[lo:hi]))
+        while pending:
+            chunk, used, props, pid, peak = pending.popleft().result()
+            for k, lo, hi in itertools.islice(todo, 1):  # at most workers + 1 chunks in flight
+                pending.append(pool.submit(_fresh_chunk_job, spec, k, lo, signups[lo:hi]))
+            if worker_peaks is not None:
+                worker_peaks[pid] = max(worker_peaks.get(pid, 0.0), peak)
+            chunk.renumber(counters, used, prop_codes(props))
+            yield chunk
+    finally:  # a failed or abandoned load does not wait for the chunks still in flight
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def add_bad_events(

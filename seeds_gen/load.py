@@ -10,6 +10,7 @@ back and the previous data is untouched. The safety checks are in ``safety.py``.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,10 +44,20 @@ class LoadResult:
     rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)
+    worker_peak_mib: dict[int, float] = field(default_factory=dict)  # by process id
 
     @property
     def total_rows(self) -> int:
         return sum(self.rows.values())
+
+
+def default_workers() -> int:
+    """Simulating processes for a fresh load: the cores beyond two (this process, which
+    encodes and writes, and the PostgreSQL backend taking the COPY); none on two cores,
+    where they were measured to gain nothing (the two processes already fill both)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    extra = (cores or 1) - 2
+    return extra if extra >= 2 else 0
 
 
 def reset_sequences(conn: psycopg.Connection) -> None:
@@ -70,17 +81,21 @@ def load_fresh(
     on_progress: ProgressFn | None = None,
     on_phase: PhaseFn | None = None,
     checked: bool = False,
+    workers: int | None = None,
 ) -> LoadResult:
     """Generate ``spec`` and load it in one transaction; the old data survives any failure.
 
     ``on_progress`` follows the generation chunk by chunk; ``on_phase`` names each step
     after it (the other tables, every key and index, ANALYZE), which can take seconds.
     ``checked``: the caller ran ``preflight`` for this load (migrations, safety checks).
+    ``workers``: processes that simulate the users while this one encodes and writes
+    (default: one per core; 0 or 1: all here). The rows are the same either way.
     """
     if not checked:
         init_db(url)
     started = time.perf_counter()
     result = LoadResult("fresh", spec)
+    workers = default_workers() if workers is None else workers
     cat = Catalog(spec.courses, spec.window)
     with connect(url) as conn, ExitStack() as stack:
         conn.execute("set synchronous_commit = off")
@@ -102,7 +117,8 @@ def load_fresh(
                 block = encode_rows(layouts[table], rows)
                 copy_table(cur, layouts[table], [block], freeze=True)
                 counts[table] = len(rows)
-            encoded = map(encoder(layouts), fresh_chunks(spec))
+            chunks = fresh_chunks(spec, workers=workers, worker_peaks=result.worker_peak_mib)
+            encoded = map(encoder(layouts), chunks)
             copy_chunks(cur, encoded, spools, counts, on_progress, freeze=True)
             mark = time.perf_counter()
             result.phases["generate + copy events"] = mark - started

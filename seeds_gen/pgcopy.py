@@ -130,7 +130,8 @@ def _column(values: Sequence[object]) -> list[str]:
     sample = next((v for v in values if v is not None), None)
     if isinstance(sample, str):
         texts = cast(Sequence[str | None], values)
-        if any(ch in "".join(v for v in texts if v is not None) for ch in "\\\t\n\r"):
+        joined = "".join(v for v in texts if v is not None)  # once, not once per character
+        if any(ch in joined for ch in "\\\t\n\r"):
             return [NULL if v is None else v.translate(_ESCAPES) for v in texts]
         return [NULL if v is None else v for v in texts]
     if isinstance(sample, bool):

@@ -88,6 +88,15 @@ def prop(value: dict[str, object]) -> int:
     return _PROP_INDEX[text]
 
 
+def prop_codes(texts: list[str]) -> np.ndarray:
+    """For the ``PROPS`` of another process: each of its codes' code here."""
+    for text in texts:
+        if text not in _PROP_INDEX:
+            _PROP_INDEX[text] = len(PROPS)
+            PROPS.append(text)
+    return np.array([_PROP_INDEX[t] for t in texts], dtype=np.int16)
+
+
 PAGES = [
     prop({"page": p})
     for p in ("home", "courses", "profile", "leaderboard", "community", "article", "search")
@@ -746,4 +755,5 @@ __all__ = [
     "local_day",
     "local_midnight_us",
     "PROPS",
+    "prop_codes",
 ]

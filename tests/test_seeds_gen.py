@@ -126,6 +126,19 @@ def test_generated_data_is_pinned(fresh_db: str) -> None:
     assert got == PINNED
 
 
+def test_worker_processes_write_the_same_rows(fresh_db: str) -> None:
+    """Chunks simulated in worker processes and renumbered here equal the sequential run's,
+    every table (ids, session ids, buddy groups and their names, property codes)."""
+    spec = make_spec("benchmark", users=4_500, days=20, end_date=END, bad_events_rate=0.1)
+    alone = load_fresh(fresh_db, spec, reset=True, workers=0)
+    sequential = checksum(fresh_db)
+    assert alone.worker_peak_mib == {}
+    parallel = load_fresh(fresh_db, spec, reset=True, workers=2)
+    assert len(parallel.worker_peak_mib) == 2  # three chunks went to two processes
+    assert parallel.rows == alone.rows
+    assert checksum(fresh_db) == sequential
+
+
 def test_names_are_vietnamese_in_family_middle_given_order(demo_db: str) -> None:
     pools = people()
     with psycopg.connect(demo_db) as conn:
@@ -286,8 +299,8 @@ def test_a_failed_load_keeps_the_previous_data(
     before = checksum(fresh_db)
     real = load_mod.fresh_chunks
 
-    def failing(spec, counters=None):  # type: ignore[no-untyped-def]
-        for i, chunk in enumerate(real(spec, counters)):
+    def failing(spec, counters=None, **kw):  # type: ignore[no-untyped-def]
+        for i, chunk in enumerate(real(spec, counters, **kw)):
             if i == 1:
                 raise RuntimeError("disk full (simulated)")
             yield chunk

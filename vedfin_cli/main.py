@@ -239,6 +239,13 @@ def db_slow(limit: int) -> None:
     type=click.Choice(["dev", "test", "staging", "prod"]),
     help="Target environment (default: $DBT_TARGET or dev); prod is refused.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    help="Processes that simulate the users of a fresh load while this one encodes and "
+    "writes; the rows are the same with any number. [default: the cores beyond two, "
+    "none on two cores or fewer]",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def seed(
     scenario: str | None,
@@ -252,6 +259,7 @@ def seed(
     reset: bool,
     force: bool,
     target: str | None,
+    workers: int | None,
     quiet: bool,
 ) -> None:
     """Generate synthetic platform data into the raw schema `app`.
@@ -279,6 +287,7 @@ def seed(
         bad_events=bad_events,
         reset=reset,
         force=force,
+        workers=workers,
         quiet=quiet,
     )
 
