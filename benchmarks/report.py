@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from benchmarks import scaling
 from benchmarks import seed as bench_seed
 from benchmarks.seed import bench_database
 from benchmarks.stats import percentile
-from vedfin.config import Settings
+from vedfin.config import PROJECT_ROOT, Settings
 
 console = Console(stderr=True)
 
@@ -72,20 +73,23 @@ class Section:
     seconds: float = 0.0
 
 
-def machine(settings: Settings) -> dict[str, Any]:
-    mem_kib = 0
+def _memory_gib() -> float:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
+                return int(line.split()[1]) / 1024 / 1024
     except OSError:
         pass
+    return 0.0
+
+
+def machine(settings: Settings) -> dict[str, Any]:
     with psycopg.connect(settings.database_url) as conn:
         pg = conn.execute("select version()").fetchone()
     info = redis.Redis.from_url(settings.redis_url).info("server")
     return {
         "cores": os.cpu_count(),
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "memory_gib": round(_memory_gib(), 1),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
         "postgresql": pg[0] if pg else "?",
@@ -129,8 +133,43 @@ def _freshness_rows(result: bench_freshness.FreshnessResult) -> list[dict[str, A
     return rows
 
 
-def run_all(settings: Settings, *, quick: bool, out: Path) -> dict[str, Any]:
+LARGE_USERS = 300_000
+LARGE_NEEDS_GIB = (8.0, 40.0)  # memory, free disk: the 300,000-user database is about 15 GB
+
+
+def large_size_allowed(settings: Settings) -> tuple[bool, str]:
+    """Whether this machine takes the 300,000-user point of the scaling curve, and why."""
+    memory = _memory_gib()
+    where = settings.database_url.split("@")[-1].split("/")[0]
+    local = settings.embedded_postgres or where.split(":")[0] in ("127.0.0.1", "localhost")
+    free = shutil.disk_usage(PROJECT_ROOT).free / 2**30
+    need_mem, need_disk = LARGE_NEEDS_GIB
+    if memory < need_mem:
+        return False, f"{memory:.1f} GiB of memory (it needs {need_mem:.0f})"
+    if local and free < need_disk:
+        return False, f"{free:.0f} GiB free on disk (it needs {need_disk:.0f})"
+    return True, f"{memory:.1f} GiB of memory, {free:.0f} GiB free on disk"
+
+
+def scaling_sizes(settings: Settings, quick: bool, sizes: list[int] | None) -> list[int]:
+    if sizes:
+        return sorted(set(sizes))
+    if quick:
+        return QUICK.scaling
+    allowed, why = large_size_allowed(settings)
+    console.print(
+        f"scaling sizes: {', '.join(f'{n:,}' for n in FULL.scaling)}"
+        + (f" and {LARGE_USERS:,}" if allowed else f"; not {LARGE_USERS:,}")
+        + f" ({why})"
+    )
+    return [*FULL.scaling, LARGE_USERS] if allowed else FULL.scaling
+
+
+def run_all(
+    settings: Settings, *, quick: bool, out: Path, sizes_scaling: list[int] | None = None
+) -> dict[str, Any]:
     sizes = QUICK if quick else FULL
+    curve_sizes = scaling_sizes(settings, quick, sizes_scaling)
     started = time.perf_counter()
     report: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -170,7 +209,7 @@ def run_all(settings: Settings, *, quick: bool, out: Path) -> dict[str, Any]:
     console.rule("[bold]scaling curve")
     t = time.perf_counter()
     curve = scaling.measure(settings, bench_database(server, None, name="vedfin_bench_scaling"),
-                            sizes.scaling)  # fmt: skip
+                            curve_sizes)  # fmt: skip
     report["scaling"] = curve.as_json()
     report["scaling"]["seconds"] = round(time.perf_counter() - t, 1)
     report["sections"] = [s.__dict__ for s in sections]

@@ -722,6 +722,19 @@ def demo_cmd(
     )
 
 
+def _user_counts(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """A comma-separated list of user counts (each at least 10), or a usage error."""
+    if value is None:
+        return None
+    try:
+        counts = [int(x.replace("_", "")) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+    if not counts or min(counts) < 10:
+        raise click.BadParameter("give one or more user counts, each at least 10")
+    return counts
+
+
 @cli.group()
 def bench() -> None:
     """Benchmarks that print their figures and ratios (not timed tests)."""
@@ -744,6 +757,7 @@ def bench() -> None:
     "--rss-users",
     default="10000,100000",
     show_default=True,
+    callback=_user_counts,
     help="Comma-separated sizes for the peak-RSS measurement.",
 )
 @click.option(
@@ -753,18 +767,19 @@ def bench() -> None:
     show_default=True,
     help="Events the naive way inserts (its rate is measured on this sample).",
 )
-def bench_seed(database_url: str | None, big_users: int, rss_users: str, naive_events: int) -> None:
+def bench_seed(
+    database_url: str | None, big_users: int, rss_users: list[int], naive_events: int
+) -> None:
     """Generation and load speed, the naive way side by side, and memory."""
     from benchmarks.seed import print_figures, run
 
     settings = resolve()
-    sizes = [int(x) for x in rss_users.split(",") if x.strip()]
     print_figures(
         run(
             settings.database_url,
             database_url=database_url,
             big_users=big_users,
-            rss_sizes=sizes,
+            rss_sizes=rss_users,
             naive_events=naive_events,
         )
     )
@@ -841,13 +856,16 @@ def bench_api(
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for report.json, REPORT.md and scaling.png [default: bench/, "
               "or bench/quick/ with --quick].")  # fmt: skip
-def bench_all(quick: bool, out: Path | None) -> None:
+@click.option("--sizes", callback=_user_counts, default=None, metavar="N,N,...",
+              help="Users at each point of the scaling curve [default: 1000,10000,100000, and "
+              "300000 where the machine has 8 GiB of memory and 40 GiB free disk].")  # fmt: skip
+def bench_all(quick: bool, out: Path | None, sizes: list[int] | None) -> None:
     """Every benchmark on fresh scratch databases and the scaling curve, in one report:
     bench/report.json, bench/REPORT.md and the log-log plot bench/scaling.png."""
     from benchmarks.report import run_all
 
     folder = out or PROJECT_ROOT_BENCH / ("quick" if quick else "")
-    report = run_all(resolve(), quick=quick, out=folder)
+    report = run_all(resolve(), quick=quick, out=folder, sizes_scaling=sizes)
     click.echo(f"wrote {folder / 'report.json'}, {folder / 'REPORT.md'}, {folder / 'scaling.png'} "
                f"in {report['seconds']:.0f} s", err=True)  # fmt: skip
 
