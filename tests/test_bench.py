@@ -16,7 +16,10 @@ STEPS = ["generate+load", "full build", "daily incremental build", "five-minute 
 
 @pytest.mark.slow
 def test_bench_all_quick_writes_the_whole_report(tmp_path: Path) -> None:
-    done = run_cli("bench", "all", "--quick", "--out", str(tmp_path), timeout=1200)
+    sizes = "1000,100,300"  # the quick sizes, given out of order: the curve sorts them
+    done = run_cli(
+        "bench", "all", "--quick", "--sizes", sizes, "--out", str(tmp_path), timeout=1200
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["quick"] is True
@@ -28,7 +31,7 @@ def test_bench_all_quick_writes_the_whole_report(tmp_path: Path) -> None:
         assert section["rows"], section["name"]
         assert all(r["measure"] and r["figure"] for r in section["rows"])
     sizes = report["scaling"]["sizes"]
-    assert len(sizes) >= 3 and sizes == sorted(sizes)
+    assert sizes == [100, 300, 1000]
     for step in STEPS:
         curve = report["scaling"]["steps"][step]
         assert len(curve["seconds"]) == len(sizes) and all(s > 0 for s in curve["seconds"])
@@ -39,3 +42,13 @@ def test_bench_all_quick_writes_the_whole_report(tmp_path: Path) -> None:
     md = (tmp_path / "REPORT.md").read_text()
     assert "## Scaling curve" in md and "![scaling curve](scaling.png)" in md
     assert md.count("## ") == len(SECTIONS) + 1
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("1000,x", "not a comma-separated list"), ("5", "each at least 10"), (",", "one or more")],
+)
+def test_bench_sizes_are_checked_before_anything_runs(value: str, message: str) -> None:
+    done = run_cli("bench", "all", "--sizes", value, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
