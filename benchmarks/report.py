@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 import redis
+from psycopg import sql
 from rich.console import Console
 
 from benchmarks import api as bench_api
@@ -208,10 +209,14 @@ def run_all(
                             seed=7)))  # fmt: skip
     console.rule("[bold]scaling curve")
     t = time.perf_counter()
-    curve = scaling.measure(settings, bench_database(server, None, name="vedfin_bench_scaling"),
-                            curve_sizes)  # fmt: skip
+    scratch = "vedfin_bench_scaling"
+    curve = scaling.measure(settings, bench_database(server, None, name=scratch), curve_sizes)
     report["scaling"] = curve.as_json()
     report["scaling"]["seconds"] = round(time.perf_counter() - t, 1)
+    with psycopg.connect(server, autocommit=True) as conn:  # gigabytes at the largest size
+        conn.execute(
+            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(scratch))
+        )
     report["sections"] = [s.__dict__ for s in sections]
     report["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
