@@ -37,6 +37,9 @@ def test_bench_all_quick_writes_the_whole_report(tmp_path: Path) -> None:
         assert len(curve["seconds"]) == len(sizes) and all(s > 0 for s in curve["seconds"])
         assert all(m > 0 for m in curve["peak_rss_mib"])
         assert isinstance(curve["exponent_time"], float)
+        goal = curve["goal_exponent"]
+        both = curve["exponent_time"] <= goal and curve["exponent_time_two_largest"] <= goal
+        assert curve["met"] is both  # the verdict needs the tail's slope within the goal too
     png = (tmp_path / "scaling.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     md = (tmp_path / "REPORT.md").read_text()
