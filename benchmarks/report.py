@@ -28,6 +28,7 @@ from typing import Any
 import psycopg
 import redis
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 
 from benchmarks import api as bench_api
@@ -141,8 +142,14 @@ LARGE_NEEDS_GIB = (8.0, 40.0)  # memory, free disk: the 300,000-user database is
 def large_size_allowed(settings: Settings) -> tuple[bool, str]:
     """Whether this machine takes the 300,000-user point of the scaling curve, and why."""
     memory = _memory_gib()
-    where = settings.database_url.split("@")[-1].split("/")[0]
-    local = settings.embedded_postgres or where.split(":")[0] in ("127.0.0.1", "localhost")
+    host = conninfo_to_dict(settings.database_url).get("host")
+    local = (
+        settings.embedded_postgres
+        or host in (None, "127.0.0.1", "localhost", "::1")
+        or (
+            str(host).startswith("/")  # a Unix socket
+        )
+    )
     free = shutil.disk_usage(PROJECT_ROOT).free / 2**30
     need_mem, need_disk = LARGE_NEEDS_GIB
     if memory < need_mem:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from typing import cast
 
@@ -43,7 +43,7 @@ class Counters:
     group: int = 1
 
 
-COUNTER_FIELDS = ("event", "session", "enrollment", "progress", "group")
+COUNTER_FIELDS = tuple(f.name for f in fields(Counters))
 
 
 @dataclass

@@ -89,7 +89,7 @@ def load_fresh(
     after it (the other tables, every key and index, ANALYZE), which can take seconds.
     ``checked``: the caller ran ``preflight`` for this load (migrations, safety checks).
     ``workers``: processes that simulate the users while this one encodes and writes
-    (default: one per core; 0 or 1: all here). The rows are the same either way.
+    (default: ``default_workers()``; 0 or 1: all here). The rows are the same either way.
     """
     if not checked:
         init_db(url)

@@ -81,7 +81,10 @@ _PROP_INDEX: dict[str, int] = {}
 
 
 def prop(value: dict[str, object]) -> int:
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return _prop_text(json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
+
+
+def _prop_text(text: str) -> int:
     if text not in _PROP_INDEX:
         _PROP_INDEX[text] = len(PROPS)
         PROPS.append(text)
@@ -90,11 +93,7 @@ def prop(value: dict[str, object]) -> int:
 
 def prop_codes(texts: list[str]) -> np.ndarray:
     """For the ``PROPS`` of another process: each of its codes' code here."""
-    for text in texts:
-        if text not in _PROP_INDEX:
-            _PROP_INDEX[text] = len(PROPS)
-            PROPS.append(text)
-    return np.array([_PROP_INDEX[t] for t in texts], dtype=np.int16)
+    return np.array([_prop_text(t) for t in texts], dtype=np.int16)
 
 
 PAGES = [
