@@ -32,12 +32,11 @@ from datetime import UTC, date, datetime
 from rich.console import Console
 
 from benchmarks.stats import peak_rss_mib, print_table
-from seeds_gen.load import load_fresh, reset_sequences
+from seeds_gen.load import FRESH_TABLES, analyze_app, empty_app, load_fresh, restore_app
 from seeds_gen.reference import EVENT_TYPES
 from seeds_gen.scenarios import make_spec
-from seeds_gen.structures import drop_structures, restore_structures
 from vedfin.config import database_on
-from vedfin.db import RAW_TABLES, connect
+from vedfin.db import connect
 
 console = Console(stderr=True)
 BENCH_END = date(2026, 11, 20)
@@ -65,9 +64,8 @@ def postgres_alone(url: str) -> tuple[float, int]:
     keys and indexes, COPY FREEZE of each table, puts the keys and indexes back, resets the
     sequences; ANALYZE; commit. The same rows, the same work on the server, so it is the
     most any generator could reach here. Returns (seconds, event rows)."""
-    tables = [f"app.{t}" for t in RAW_TABLES] + ["vedfin_meta.seed_users"]
     with connect(url) as conn, ExitStack() as stack:
-        spools = {t: stack.enter_context(tempfile.TemporaryFile("w+b")) for t in tables}
+        spools = {t: stack.enter_context(tempfile.TemporaryFile("w+b")) for t in FRESH_TABLES}
         for table, spool in spools.items():
             with conn.cursor().copy(f"copy {table} to stdout with (format binary)") as out:
                 for block in out:
@@ -77,9 +75,7 @@ def postgres_alone(url: str) -> tuple[float, int]:
         conn.execute("set maintenance_work_mem = '1GB'")
         started = time.perf_counter()
         with conn.transaction():
-            conn.execute("lock table app.users in access exclusive mode")
-            conn.execute("truncate " + ", ".join(tables))
-            saved = drop_structures(conn)
+            saved = empty_app(conn)
             for table, spool in spools.items():
                 spool.seek(0)
                 with conn.cursor().copy(
@@ -87,10 +83,8 @@ def postgres_alone(url: str) -> tuple[float, int]:
                 ) as cp:
                     while block := spool.read(1 << 20):
                         cp.write(block)
-            restore_structures(conn, saved, None)
-            reset_sequences(conn)
-        for table in tables:
-            conn.execute(f"analyze {table}")
+            restore_app(conn, saved)
+        analyze_app(conn)
         conn.commit()
         seconds = time.perf_counter() - started
         rows = conn.execute("select count(*) from app.behavior_logs").fetchone()

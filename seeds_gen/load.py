@@ -28,11 +28,21 @@ from seeds_gen.rows import CHUNK_TABLES, encode_rows, encoder, read_layouts, ref
 from seeds_gen.safety import check_safe, preflight
 from seeds_gen.scenarios import Spec
 from seeds_gen.simulate import Catalog, LearnState, Progress, UserParams, Window, local_midnight_us
-from seeds_gen.structures import drop_structures, restore_structures
+from seeds_gen.structures import Structure, drop_structures, restore_structures
 from vedfin.db import CONTRACT_COLUMNS, RAW_TABLES, connect, init_db
 from vedfin.errors import VedfinError
 
-__all__ = ["LoadResult", "data_end_date", "load_append", "load_fresh", "preflight"]
+__all__ = [
+    "FRESH_TABLES",
+    "LoadResult",
+    "analyze_app",
+    "data_end_date",
+    "empty_app",
+    "load_append",
+    "load_fresh",
+    "preflight",
+    "restore_app",
+]
 
 PhaseFn = Callable[[str], None]  # what the load is doing now, after the generation
 
@@ -58,6 +68,32 @@ def default_workers() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     extra = (cores or 1) - 2
     return extra if extra >= 2 else 0
+
+
+FRESH_TABLES = (*(f"app.{t}" for t in RAW_TABLES), "vedfin_meta.seed_users")
+"""Every table a fresh load replaces."""
+
+
+def empty_app(conn: psycopg.Connection) -> list[Structure]:
+    """The start of a fresh load, in the caller's transaction: ``app.users`` locked, every
+    table of :data:`FRESH_TABLES` emptied, the keys and indexes dropped (returned, for
+    :func:`restore_app`)."""
+    conn.execute("lock table app.users in access exclusive mode")
+    conn.execute("truncate " + ", ".join(FRESH_TABLES))
+    return drop_structures(conn)
+
+
+def restore_app(
+    conn: psycopg.Connection, saved: list[Structure], on_phase: PhaseFn | None = None
+) -> None:
+    """The end of a fresh load's transaction: keys and indexes back, sequences reset."""
+    restore_structures(conn, saved, on_phase)
+    reset_sequences(conn)
+
+
+def analyze_app(conn: psycopg.Connection) -> None:
+    for table in FRESH_TABLES:
+        conn.execute(f"analyze {table}")
 
 
 def reset_sequences(conn: psycopg.Connection) -> None:
@@ -107,11 +143,7 @@ def load_fresh(
         spools = {t: stack.enter_context(tempfile.TemporaryFile("w+b")) for t in CHUNK_TABLES}
         counts = dict.fromkeys([*RAW_TABLES, "seed_users"], 0)
         with conn.transaction():
-            conn.execute("lock table app.users in access exclusive mode")
-            conn.execute(
-                "truncate " + ", ".join(f"app.{t}" for t in RAW_TABLES) + ", vedfin_meta.seed_users"
-            )
-            saved = drop_structures(conn)
+            saved = empty_app(conn)
             cur = conn.cursor()
             for table, rows in reference_tables(cat).items():
                 block = encode_rows(layouts[table], rows)
@@ -128,8 +160,7 @@ def load_fresh(
                 copy_table(cur, layouts[table], spooled(spools[table]), freeze=True)
             result.phases["copy other tables"] = time.perf_counter() - mark
             mark = time.perf_counter()
-            restore_structures(conn, saved, on_phase)
-            reset_sequences(conn)
+            restore_app(conn, saved, on_phase)
             result.phases["keys and indexes"] = time.perf_counter() - mark
             result.seconds = time.perf_counter() - started
             result.rows = {t: counts[t] for t in RAW_TABLES}
@@ -137,8 +168,7 @@ def load_fresh(
         mark = time.perf_counter()
         if on_phase:
             on_phase("ANALYZE and commit")
-        for table in RAW_TABLES:
-            conn.execute(f"analyze app.{table}")
+        analyze_app(conn)
         conn.commit()
         result.phases["analyze"] = time.perf_counter() - mark
     result.seconds = time.perf_counter() - started
