@@ -303,4 +303,52 @@ def markdown(report: dict[str, Any]) -> str:
             f"<= {d['goal_exponent']} | {met} | {d['exponent_memory']:.2f} |"
         )
     lines.append("")
+    lines += _where_time_goes(sc)
     return "\n".join(lines)
+
+
+def _where_time_goes(sc: dict[str, Any], top: int = 6) -> list[str]:
+    """For each dbt step, its time at the two largest sizes split into dbt's elapsed time,
+    the slowest models (their own times; dbt runs several at once) and the tests."""
+    sizes = sc["sizes"][-2:]
+    if len(sc["sizes"]) < 2:
+        return []
+    lines = [
+        "### Where the time goes",
+        "",
+        "From each build's run results at the two largest sizes. A model's time is its own; "
+        "dbt runs up to its thread count at once, so they add up to more than dbt's "
+        "elapsed time. Outside dbt: start-up and parsing, the build's checks and, in the "
+        "five-minute run, the publish to Redis.",
+        "",
+        "| step | part | " + " | ".join(f"{n:,} users" for n in sizes) + " | growth |",
+        "|---|---|" + "---|" * len(sizes) + "---|",
+    ]
+    for name, d in sc["steps"].items():
+        notes = d["details"][-2:]
+        if len(notes) < 2 or not all("models" in n for n in notes):
+            continue
+        step_seconds = d["seconds"][-2:]
+        dbt_seconds = [n["dbt_seconds"] for n in notes]
+        parts: list[tuple[str, list[float]]] = [
+            ("whole step", step_seconds),
+            ("dbt elapsed", dbt_seconds),
+            ("outside dbt", [t - b for t, b in zip(step_seconds, dbt_seconds, strict=True)]),
+        ]
+        if all("publish_seconds" in n for n in notes):
+            parts.append(("of which publish", [n["publish_seconds"] for n in notes]))
+        largest = notes[-1]["models"]
+        for model in sorted(largest, key=lambda m: -largest[m])[:top]:
+            parts.append((f"`{model}`", [n["models"].get(model, 0.0) for n in notes]))
+        parts.append((f"tests ({notes[-1]['tests']})", [n["tests_seconds"] for n in notes]))
+        for label, values in parts:
+            growth = f"{values[-1] / values[0]:.2f}x" if values[0] > 0 else ""
+            cells = " | ".join(f"{v:.2f} s" for v in values)
+            lines.append(f"| {name} | {label} | {cells} | {growth} |")
+    lines += [
+        "",
+        f"Users grow {sizes[-1] / sizes[0]:.1f}x between these sizes; a part that grows "
+        "as much grows with the data.",
+        "",
+    ]
+    return lines

@@ -38,7 +38,7 @@ from seeds_gen.load import load_fresh
 from seeds_gen.scenarios import make_spec
 from vedfin.calendar import today_local
 from vedfin.config import PROJECT_ROOT, Settings, resolve
-from vedfin.dbt import build
+from vedfin.dbt import DbtResult, build
 from vedfin.leaderboard import LeaderboardSettings, publish
 
 console = Console(stderr=True)
@@ -70,23 +70,44 @@ def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
         )
         extra = {"rows": result.total_rows, "events": result.rows["behavior_logs"]}
     elif name == "full build":
-        build(settings, as_of=today - timedelta(days=1), full_refresh=True, capture=True)
+        extra = dbt_figures(
+            build(settings, as_of=today - timedelta(days=1), full_refresh=True, capture=True)
+        )
     elif name in ("simulate daily", "simulate five minutes"):
         n = DAILY_EVENTS if name == "simulate daily" else FIVE_MINUTE_EVENTS
         sim = LiveSimulator(url, seed=11, events_per_second=100_000, target="dev")
         summary = sim.run(max_events=n)
         extra = {"events": summary.events}
     elif name == "daily incremental build":
-        build(settings, as_of=today, capture=True)
+        extra = dbt_figures(build(settings, as_of=today, capture=True))
     elif name == "five-minute run":
-        build(settings, as_of=today, select=("+fct_leaderboard",), capture=True)
-        extra = {"published": publish(url, lb).rows}
+        selection = ("+fct_leaderboard",)
+        extra = dbt_figures(build(settings, as_of=today, select=selection, capture=True))
+        published = publish(url, lb)
+        extra |= {"published": published.rows, "publish_seconds": round(published.seconds, 3)}
     elif name == "publish":
         extra = {"published": publish(url, lb).rows}
     else:
         raise ValueError(f"unknown step {name!r}")
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "peak_rss_mib": peak_rss_mib(), **extra}
+
+
+def dbt_figures(done: DbtResult) -> dict[str, Any]:
+    """Where a build's time went: dbt's own elapsed time, each model's and all tests'
+    (summed over dbt's threads) from its run results."""
+    nodes = list(getattr(done.result, "results", None) or [])
+    models = sorted(
+        ((r.node.name, float(r.execution_time)) for r in nodes if r.node.resource_type == "model"),
+        key=lambda item: -item[1],
+    )
+    tests = [float(r.execution_time) for r in nodes if r.node.resource_type == "test"]
+    return {
+        "dbt_seconds": round(float(getattr(done.result, "elapsed_time", 0.0) or 0.0), 3),
+        "models": {name: round(seconds, 3) for name, seconds in models},
+        "tests": len(tests),
+        "tests_seconds": round(sum(tests), 3),
+    }
 
 
 def run_step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
@@ -161,7 +182,8 @@ def measure(settings: Settings, url: str, sizes: list[int]) -> Scaling:
                 curves[name].seconds.append(figures.pop("seconds"))
                 curves[name].peak_rss_mib.append(figures.pop("peak_rss_mib"))
                 curves[name].notes.append({"users": users, **figures})
-            console.print(f"  {name}: {figures}")
+            shown = {k: v for k, v in figures.items() if k != "models"}
+            console.print(f"  {name}: {shown}")
     return Scaling(sizes, curves)
 
 

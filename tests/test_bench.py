@@ -42,9 +42,21 @@ def test_bench_all_quick_writes_the_whole_report(tmp_path: Path) -> None:
         assert curve["met"] is both  # the verdict needs the tail's slope within the goal too
     png = (tmp_path / "scaling.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    for step in ("full build", "daily incremental build", "five-minute run"):
+        for note in report["scaling"]["steps"][step]["details"]:
+            # each build's own run results: dbt's time, every model's, the tests'
+            assert 0 < note["dbt_seconds"] < curve_seconds(report, step, note["users"])
+            assert "fct_leaderboard" in note["models"] and note["tests"] > 0
     md = (tmp_path / "REPORT.md").read_text()
     assert "## Scaling curve" in md and "![scaling curve](scaling.png)" in md
-    assert md.count("## ") == len(SECTIONS) + 1
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert len(headings) == len(SECTIONS) + 1
+    assert "### Where the time goes" in md and "| five-minute run | of which publish |" in md
+
+
+def curve_seconds(report: dict, step: str, users: int) -> float:
+    curve = report["scaling"]["steps"][step]
+    return float(curve["seconds"][report["scaling"]["sizes"].index(users)])
 
 
 @pytest.mark.parametrize(

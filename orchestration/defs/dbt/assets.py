@@ -129,9 +129,10 @@ def dbt_models(
             yield event
         if context.selected_asset_keys:  # models were built (not only their tests)
             record_build(url, as_of, whole=not context.is_subset)
-    left_out = events_left_out(url)
-    if left_out:
-        context.log.warning(left_out_message(left_out))
+    if not context.is_subset:  # after whole builds only, as `vedfin build` (see events_left_out)
+        left_out = events_left_out(url)
+        if left_out:
+            context.log.warning(left_out_message(left_out))
 
 
 def _is_leaderboard(context: dg.AssetExecutionContext, output_name: str) -> bool:

@@ -47,12 +47,25 @@ retained as (
     group by users.cohort_week, user_weeks.activity_week
 ),
 
-retained_unbounded as (
-    select grid.cohort_week, grid.week_number, count(*) as retained_users_unbounded
-    from grid
-    inner join users on users.cohort_week = grid.cohort_week
+{#- Users counted once per (cohort, last active week), then summed over the last weeks at or
+    after each cell's week: a few hundred groups, where pairing every user with every
+    week of their cohort's grid would make millions of rows. -#}
+last_weeks as (
+    select users.cohort_week, last_week.last_active_week, count(*) as users_count
+    from users
     inner join last_week on last_week.user_id = users.user_id
-    where last_week.last_active_week >= grid.activity_week
+    group by users.cohort_week, last_week.last_active_week
+),
+
+retained_unbounded as (
+    select
+        grid.cohort_week,
+        grid.week_number,
+        cast(sum(last_weeks.users_count) as bigint) as retained_users_unbounded
+    from grid
+    inner join last_weeks
+        on last_weeks.cohort_week = grid.cohort_week
+            and last_weeks.last_active_week >= grid.activity_week
     group by grid.cohort_week, grid.week_number
 )
 

@@ -38,16 +38,27 @@ points as (
 ),
 
 {#- A current streak ends on as_of_date or the day before, so only users active on one of
-    those days can have one (the others get 0): their days are the only ones numbered. -#}
-active_days as (
-    select user_id, activity_date
+    those days can have one (the others get 0): their days are the only ones numbered,
+    read per user through int_user_days' (user_id, activity_date) index rather than by a
+    scan of every user's days. -#}
+recently_active as (
+    select distinct user_id
     from {{ ref('int_user_days') }}
-    where activity_date <= {{ as_of_date() }}
-        and user_id in (
-            select user_id from {{ ref('int_user_days') }}
-            where activity_date between {{ as_of_date() }} - 1 and {{ as_of_date() }}
-        )
-        and user_id in (select user_id from points)
+    where activity_date between {{ as_of_date() }} - 1 and {{ as_of_date() }}
+),
+
+active_days as (
+    select recently_active.user_id, days.activity_date
+    from recently_active
+    -- noqa: disable=LT02
+    cross join lateral (
+        select user_days.activity_date
+        from {{ ref('int_user_days') }} as user_days
+        where user_days.user_id = recently_active.user_id
+            and user_days.activity_date <= {{ as_of_date() }}
+        offset 0  -- keep it a per-user index range, never a hash of every user's days
+    ) as days
+    -- noqa: enable=LT02
 ),
 
 islands as (
