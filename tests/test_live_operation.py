@@ -182,6 +182,18 @@ def test_db_init_adopts_the_platforms_schema_and_the_generator_refuses_it(
     done = run_cli("db", "init", env=platform.values)
     assert done.returncode == 0, done.stderr
     assert "belongs to the platform" in done.stdout + done.stderr
+    # the contract's indexes leave arrivals to a scan of the log: init says what to add
+    said = " ".join((done.stdout + done.stderr).split())  # as one line, however it wrapped
+    assert "has no index on ingested_at" in said
+    assert "create index concurrently behavior_logs_ingested_at on app.behavior_logs" in said
+    with psycopg.connect(platform.url, autocommit=True) as conn:
+        conn.execute("create index test_arrivals on app.behavior_logs (ingested_at)")
+        try:
+            with_index = run_cli("db", "init", env=platform.values)
+        finally:
+            conn.execute("drop index app.test_arrivals")
+    assert with_index.returncode == 0, with_index.stderr
+    assert "ingested_at" not in with_index.stdout + with_index.stderr
     seeded = run_cli("seed", "--scenario", "test", "--reset", env=platform.values)
     assert seeded.returncode == 3, seeded.stdout + seeded.stderr
     assert "belongs to the platform" in seeded.stderr

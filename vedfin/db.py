@@ -211,6 +211,32 @@ def contract_gaps(conn: psycopg.Connection) -> list[str]:
     return gaps
 
 
+def arrival_index_advice(conn: psycopg.Connection) -> str | None:
+    """What to tell the platform when ``app.behavior_logs`` has no index led by
+    ``ingested_at`` (the contract fixes none): without one, every incremental build and
+    every five-minute run finds the events that arrived since the last run by reading the
+    whole log. None when such an index exists or there is no log."""
+    row = conn.execute(
+        """select pg_size_pretty(pg_relation_size(c.oid)),
+                  exists (select 1 from pg_index as i
+                          join pg_attribute as a on a.attrelid = i.indrelid
+                                                and a.attnum = i.indkey[0]
+                          where i.indrelid = c.oid and i.indisvalid and i.indpred is null
+                            and a.attname = 'ingested_at')
+           from pg_class as c
+           where c.oid = to_regclass('app.behavior_logs')"""
+    ).fetchone()
+    if row is None or row[1]:
+        return None
+    return (
+        f"app.behavior_logs ({row[0]}) has no index on ingested_at, so every incremental "
+        "build and five-minute run reads the whole log to find the events that arrived "
+        "since the last one. An index the platform can add without blocking its writes: "
+        "create index concurrently behavior_logs_ingested_at on app.behavior_logs "
+        "(ingested_at)"
+    )
+
+
 def app_is_platforms(conn: psycopg.Connection) -> bool:
     """True when the schema app belongs to the platform (it was there before vedfin)."""
     row = conn.execute(

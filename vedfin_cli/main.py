@@ -124,7 +124,7 @@ def db_init() -> None:
     On the platform's own database, where the schema app was there before vedfin, the app
     migration is not applied: app is checked against the data contract and only vedfin's
     bookkeeping (schema vedfin_meta) is created."""
-    from vedfin.db import describe_target, init_db
+    from vedfin.db import arrival_index_advice, connect, describe_target, init_db
 
     settings = resolve()
     result = init_db(settings.database_url)
@@ -134,6 +134,10 @@ def db_init() -> None:
             f"{where}: schema app belongs to the platform and follows the contract; "
             "vedfin reads it and never writes it"
         )
+        with connect(settings.database_url) as conn:
+            advice = arrival_index_advice(conn)
+        if advice:
+            console.print(f"note: {advice}")
     if result.applied:
         console.print(
             f"applied {len(result.applied)} migration(s) to {where}: " + ", ".join(result.applied)

@@ -31,6 +31,9 @@
       a late copy of an old one included.
     An event written with an ingested_at older than that (a backfill that stamps the past)
     is left out until a full refresh; `vedfin build` counts such events.
+    The arrivals are found with a constant bound on ingested_at: a scan of the raw log on
+    the contract's indexes, an index range where the platform has indexed ingested_at
+    (`vedfin db init` suggests it).
     The plan: one pass over the raw log with a constant bound, index lookups, no IN
     (subquery) inside an OR (which PostgreSQL 15/16 can run as a scan per row).
 -#}
