@@ -197,7 +197,12 @@ def plot(scaling: Scaling, path: Path, title: str) -> None:
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 5.5))
     for name, c in scaling.curves.items():
         d = data[name]
-        label = f"{name}: exponent {d['exponent_time']:.2f} (goal <= {d['goal_exponent']})"
+        verdict = "met" if d["met"] else "missed"
+        label = (
+            f"{name}: exponent {d['exponent_time']:.2f}, two largest "
+            f"{exponent(scaling.sizes[-2:], c.seconds[-2:]):.2f} "
+            f"(goal <= {d['goal_exponent']}: {verdict})"
+        )
         ax_t.loglog(scaling.sizes, c.seconds, marker="o", label=label)
         ax_m.loglog(scaling.sizes, c.peak_rss_mib, marker="o",
                     label=f"{name}: exponent {d['exponent_memory']:.2f}")  # fmt: skip
