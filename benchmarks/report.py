@@ -146,9 +146,7 @@ def large_size_allowed(settings: Settings) -> tuple[bool, str]:
     local = (
         settings.embedded_postgres
         or host in (None, "127.0.0.1", "localhost", "::1")
-        or (
-            str(host).startswith("/")  # a Unix socket
-        )
+        or str(host).startswith("/")  # a Unix socket
     )
     free = shutil.disk_usage(PROJECT_ROOT).free / 2**30
     need_mem, need_disk = LARGE_NEEDS_GIB
