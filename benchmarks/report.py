@@ -280,7 +280,9 @@ def markdown(report: dict[str, Any]) -> str:
         "Each step in a process of its own (peak RSS of that process; the server's memory is "
         "not in it). New data held constant across sizes: "
         f"{scaling.DAILY_EVENTS} simulated events before the daily build, "
-        f"{scaling.FIVE_MINUTE_EVENTS} before the five-minute run. Exponent: slope of the "
+        f"{scaling.FIVE_MINUTE_EVENTS} before each five-minute run; the five-minute run "
+        f"is the median of {scaling.FIVE_MINUTE_RUNS} in a row (each run's time is in "
+        "report.json). Exponent: slope of the "
         "least-squares line of log(seconds) against log(users) over every size; beside it the "
         "slope between the two largest sizes alone, where fixed costs weigh least. A curve "
         "meets its goal when both are within it.",

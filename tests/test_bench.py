@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import scaling
 from tests.conftest import run_cli
 
 SECTIONS = ["seed", "build", "leaderboard", "api", "freshness"]
@@ -47,6 +48,12 @@ def test_bench_all_quick_writes_the_whole_report(tmp_path: Path) -> None:
             # each build's own run results: dbt's time, every model's, the tests'
             assert 0 < note["dbt_seconds"] < curve_seconds(report, step, note["users"])
             assert "fct_leaderboard" in note["models"] and note["tests"] > 0
+    for note in report["scaling"]["steps"]["five-minute run"]["details"]:
+        # the curve's point is the median of the runs in a row, each one recorded
+        runs = note["runs_seconds"]
+        assert len(runs) == scaling.FIVE_MINUTE_RUNS
+        chosen = curve_seconds(report, "five-minute run", note["users"])
+        assert chosen == pytest.approx(sorted(runs)[(len(runs) - 1) // 2], abs=1e-3)
     md = (tmp_path / "REPORT.md").read_text()
     assert "## Scaling curve" in md and "![scaling curve](scaling.png)" in md
     headings = [line for line in md.splitlines() if line.startswith("## ")]
@@ -67,3 +74,16 @@ def test_bench_sizes_are_checked_before_anything_runs(value: str, message: str) 
     done = run_cli("bench", "all", "--sizes", value, timeout=60)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_median_run_keeps_its_own_figures_and_every_time() -> None:
+    runs = [
+        {"seconds": 21.0, "peak_rss_mib": 180.0, "dbt_seconds": 15.0},
+        {"seconds": 15.0, "peak_rss_mib": 190.0, "dbt_seconds": 10.0},
+        {"seconds": 17.0, "peak_rss_mib": 185.0, "dbt_seconds": 12.0},
+    ]
+    chosen = scaling.median_run(runs)
+    assert chosen["seconds"] == 17.0 and chosen["dbt_seconds"] == 12.0
+    assert chosen["peak_rss_mib"] == 190.0  # the highest of the runs
+    assert chosen["runs_seconds"] == [21.0, 15.0, 17.0]
+    assert scaling.median_run(runs[:2])["seconds"] == 15.0  # the lower middle of two
