@@ -69,7 +69,7 @@ def run(url: str, redis_url: str, *, sizes: list[int], reads: int) -> list[Figur
         fill_mart(url, users)
         times = []
         for _ in range(3):
-            times.append(publish(url, lb).seconds)
+            times.append(publish(url, lb, full=True).seconds)
         figures.append(
             Figure(
                 f"publish {users:,} users",
@@ -127,7 +127,7 @@ def run(url: str, redis_url: str, *, sizes: list[int], reads: int) -> list[Figur
     thread.start()
     started = time.perf_counter()
     for _ in range(20):
-        publish(url, lb)
+        publish(url, lb, full=True)  # whole snapshots: each one a swap under the readers
     stop.set()
     thread.join()
     elapsed = time.perf_counter() - started

@@ -13,7 +13,8 @@ At each size (1,000, 10,000 and 100,000 users by default) in a scratch database:
    takes the median run; every run's time is in the details. The first run after the
    daily build reads pages that build wrote or evicted: at 300,000 users single runs of
    the same step took 15 s to 21 s;
-7. ``publish``: the snapshot published alone.
+7. ``publish``: a whole snapshot published alone (``full=True``; the five-minute run's
+   publish sends only the changed entries when Redis holds the last snapshot).
 
 Each step runs in a child process of its own (``python -m benchmarks.scaling STEP ...``)
 that reports its time and its peak RSS (VmHWM: the process's own, see
@@ -89,9 +90,14 @@ def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
         selection = ("+fct_leaderboard",)
         extra = dbt_figures(build(settings, as_of=today, select=selection, capture=True))
         published = publish(url, lb)
-        extra |= {"published": published.rows, "publish_seconds": round(published.seconds, 3)}
+        extra |= {
+            "published": published.rows,
+            "publish_seconds": round(published.seconds, 3),
+            "publish_kind": published.kind,
+            "publish_changed": published.changed_rows,
+        }
     elif name == "publish":
-        extra = {"published": publish(url, lb).rows}
+        extra = {"published": publish(url, lb, full=True).rows}  # the whole snapshot
     else:
         raise ValueError(f"unknown step {name!r}")
     seconds = time.perf_counter() - started

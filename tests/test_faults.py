@@ -301,7 +301,7 @@ def test_redis_dies_during_a_publish_and_no_reader_sees_a_partial_leaderboard(
 
         def republish() -> None:
             try:
-                publish(url, lb)
+                publish(url, lb, full=True)  # a whole snapshot: long enough to cut
                 outcome.append(None)
             except BaseException as exc:  # noqa: BLE001  (the failure is what we look at)
                 outcome.append(exc)

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 import redis
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from tests.conftest import run_cli
 from tests.redis_server import RedisServer
@@ -110,6 +111,128 @@ def test_publish_scores_equal_the_mart(migrated_db: str, lb: LeaderboardSettings
             assert got.entries == expected_top(rows, n, weekly), (n, weekly)
             assert got.entries == reader.from_sql(n, weekly=weekly), (n, weekly)
     assert reader.stats.hits == 12 and reader.stats.misses == 0
+
+
+def snapshot_in_redis(lb: LeaderboardSettings) -> tuple[dict, dict, dict]:
+    """(all_time, weekly, profiles) as Redis holds them now."""
+    r = redis.Redis.from_url(lb.redis_url, decode_responses=True)
+    scores = [
+        {int(k): int(v) for k, v in r.zrange(lb.key(part), 0, -1, withscores=True)}
+        for part in ("all_time", "weekly")
+    ]
+    profiles = {int(k): json.loads(v) for k, v in r.hgetall(lb.key("profiles")).items()}
+    return scores[0], scores[1], profiles
+
+
+def as_snapshot(rows: list[Row]) -> tuple[dict, dict, dict]:
+    return (
+        {u: t for u, _, t, _, _ in rows},
+        {u: w for u, _, _, w, _ in rows if w > 0},
+        {u: {"name": name, "rank": rank} for u, name, _, _, rank in rows},
+    )
+
+
+def reranked(rows: list[tuple[int, str, int, int]]) -> list[Row]:
+    """(user_id, name, total, week) -> rows with RANK() over total descending."""
+    totals = sorted((t for _, _, t, _ in rows), reverse=True)
+    first: dict[int, int] = {}
+    for i, t in enumerate(totals):
+        first.setdefault(t, i + 1)
+    return [(u, name, t, w, first[t]) for u, name, t, w in rows]
+
+
+def test_a_small_change_is_published_as_a_delta(migrated_db: str, lb: LeaderboardSettings) -> None:
+    """After a few users earn points, one leaves and one arrives, the next publish writes
+    only the entries that changed (points, weekly points, or a rank moved by them), and
+    Redis then holds exactly the new mart."""
+    before = dataset(2_000, seed=30)
+    write_mart(migrated_db, before)
+    first = publish(migrated_db, lb)
+    assert first.kind == "full" and first.changed_rows == 2_000  # the record was empty
+    base = [(u, name, t, w) for u, name, t, w, _ in before]
+    base[0] = (base[0][0], base[0][1], base[0][2] + 5, base[0][3] + 5)  # new points
+    base[1] = (base[1][0], "Trần T. B.", base[1][2], 0)  # renamed, no points this week
+    last = min(range(len(base)), key=lambda i: base[i][2])  # one of the lowest totals
+    base = base[:last] + base[last + 1 :] + [(9_999, "Lê V. C.", 10, 10)]  # gone, new
+    after = reranked(base)
+    write_mart(migrated_db, after)
+    old = {r[0]: (r[2], r[3], r[1], r[4]) for r in before}
+    new = {r[0]: (r[2], r[3], r[1], r[4]) for r in after}
+    differing = {u for u in old.keys() | new.keys() if old.get(u) != new.get(u)}
+    assert 3 < len(differing) < 500  # ranks moved for some, not for most
+
+    second = publish(migrated_db, lb, run_id="delta")
+    assert second.kind == "delta" and second.changed_rows == len(differing)
+    assert second.version == first.version + 1 and second.rows == 2_000
+    assert snapshot_in_redis(lb) == as_snapshot(after)
+    meta = snapshot_meta(lb)
+    assert (
+        meta["kind"] == "delta"
+        and meta["run_id"] == "delta"
+        and meta["version"] == str(second.version)
+    )
+    assert meta["source_rows"] == "2000" and meta["weekly_rows"] == str(
+        sum(1 for r in after if r[3] > 0)
+    )
+    r = redis.Redis.from_url(lb.redis_url)
+    assert 0 < r.ttl(lb.key("all_time")) <= 7 * 24 * 3600 and r.ttl(lb.key("meta")) > 0
+    reader = LeaderboardReader(lb, migrated_db)
+    for n in (1, 10, 2_000):
+        assert reader.top(n).entries == reader.from_sql(n) == expected_top(after, n)
+    # nothing changed: a delta of no entries, a new version
+    third = publish(migrated_db, lb)
+    assert (third.kind, third.changed_rows, third.version) == ("delta", 0, second.version + 1)
+    # full=True sends a whole snapshot whatever changed
+    assert publish(migrated_db, lb, full=True).kind == "full"
+    assert snapshot_in_redis(lb) == as_snapshot(after)
+
+
+def test_a_snapshot_redis_no_longer_holds_is_published_whole(
+    migrated_db: str, lb: LeaderboardSettings
+) -> None:
+    """Flushed, or replaced by another publisher: the record no longer matches Redis, so a
+    delta would patch the wrong snapshot; the publish sends a whole one."""
+    rows = dataset(500, seed=31)
+    write_mart(migrated_db, rows)
+    publish(migrated_db, lb)
+    r = redis.Redis.from_url(lb.redis_url)
+    r.flushdb()
+    again = publish(migrated_db, lb)
+    assert again.kind == "full" and snapshot_in_redis(lb) == as_snapshot(rows)
+    other = dataset(300, seed=32)
+    publish(migrated_db, lb, rows=other)  # someone else's snapshot, not in the record
+    assert snapshot_in_redis(lb) == as_snapshot(other)
+    back = publish(migrated_db, lb)
+    assert back.kind == "full" and snapshot_in_redis(lb) == as_snapshot(rows)
+    # most entries changed: a whole snapshot too
+    write_mart(migrated_db, dataset(500, seed=33))
+    assert publish(migrated_db, lb).kind == "full"
+    assert snapshot_in_redis(lb) == as_snapshot(dataset(500, seed=33))
+
+
+def test_a_role_that_cannot_keep_the_record_publishes_whole_snapshots(
+    migrated_db: str, lb: LeaderboardSettings
+) -> None:
+    """A publisher that may read the marts but not write vedfin_meta still publishes."""
+    rows = dataset(300, seed=34)
+    write_mart(migrated_db, rows)
+    role = "vedfin_test_publisher"
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        conn.execute(f"drop role if exists {role}")
+        conn.execute(f"create role {role} login password 'publisher-test'")
+        conn.execute(f"grant usage on schema marts to {role}")
+        conn.execute(f"grant select on all tables in schema marts to {role}")
+    params = conninfo_to_dict(migrated_db) | {"user": role, "password": "publisher-test"}
+    url = make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
+    try:
+        for _ in range(2):
+            result = publish(url, lb)
+            assert result.kind == "full" and result.changed_rows is None
+            assert snapshot_in_redis(lb) == as_snapshot(rows)
+    finally:
+        with psycopg.connect(migrated_db, autocommit=True) as conn:
+            conn.execute(f"drop owned by {role}")
+            conn.execute(f"drop role {role}")
 
 
 def test_empty_leaderboard_is_a_valid_snapshot(migrated_db: str, lb: LeaderboardSettings) -> None:
@@ -272,6 +395,11 @@ def test_cli_leaderboard_top_and_status(migrated_db: str, server: RedisServer) -
     assert status.returncode == 1 and "no leaderboard snapshot" in status.stderr
     pub = run_cli("leaderboard", "publish", env=env)
     assert pub.returncode == 0 and "published 100 users" in pub.stderr
+    assert "a whole snapshot" in pub.stderr
+    again = run_cli("leaderboard", "publish", env=env)
+    assert again.returncode == 0 and "a delta of 0 changed entries" in again.stderr
+    forced = run_cli("leaderboard", "publish", "--full", env=env)
+    assert forced.returncode == 0 and "a whole snapshot" in forced.stderr
     hit = run_cli("leaderboard", "top", "-n", "3", "--json", env=env)
     body = json.loads(hit.stdout)
     assert body["source"] == "redis"

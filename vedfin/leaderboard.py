@@ -7,8 +7,9 @@ Keys (prefix configurable, default ``leaderboard:``):
   ``points_7d > 0``);
 - ``<prefix>profiles``: hash ``user_id`` -> ``{"name": display_name, "rank": rank}``;
 - ``<prefix>meta``: hash ``snapshot_at``, ``as_of_date``, ``source_rows``, ``version``,
-  ``run_id``, ``source_storage_id`` (the Dagster materialization of
-  ``fct_leaderboard`` it was built from), ``publish_ms``.
+  ``snapshot_id``, ``kind`` (full or delta), ``changed_rows``, ``run_id``,
+  ``source_storage_id`` (the Dagster materialization of ``fct_leaderboard`` it was
+  built from), ``publish_ms``.
 
 A publish writes everything under temporary keys unique to that publish
 (``<prefix>tmp:<token>:...``) with variadic ``ZADD``/``HSET`` in non-transactional
@@ -17,6 +18,12 @@ to a trash key, the temporary ones renamed to the live names, ``meta`` replaced,
 and the trash ``UNLINK``-ed (freed lazily, off Redis's main thread). Readers see the
 old snapshot or the new one, never a mix; two publishes at once cannot share keys.
 An empty leaderboard is a valid snapshot (``meta`` with ``source_rows`` 0).
+
+A delta instead, when few entries changed: ``vedfin_meta.leaderboard_published_rows``
+holds what the current snapshot of each target holds; the changed entries (and the
+new ``meta``) go into the live keys in one ``MULTI``/``EXEC``, just as atomic for
+readers, provided Redis still holds the recorded snapshot (``snapshot_id`` and
+``version`` in ``meta``). See :func:`publish`.
 
 Reading goes through one Lua script (atomic on the server): the top ``n`` entries,
 extended to the whole tie at the boundary and ordered like the mart
@@ -32,10 +39,9 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -150,10 +156,56 @@ class PublishResult:
     seconds: float
     snapshot_at: str
     as_of_date: str | None
+    kind: str = "full"
+    """``full``: a new snapshot swapped in; ``delta``: only the changed entries written."""
+    changed_rows: int | None = None
+    """Users whose entry changed since the previous snapshot (None without a record)."""
+    snapshot_id: str = ""
+
+    def describe(self) -> str:
+        """One line for logs: what was published and how."""
+        how = (
+            f"a delta of {self.changed_rows:,} changed entries"
+            if self.kind == "delta"
+            else "a whole snapshot"
+        )
+        return (
+            f"published {self.rows:,} users ({self.weekly_rows:,} weekly) as version "
+            f"{self.version} in {self.seconds * 1000:.0f} ms, {how}"
+        )
 
 
 SnapshotRow = tuple[int, int, int, str]
 """What a snapshot holds of one user: user_id, total points, points this week, profile JSON."""
+
+PUBLISHED = "vedfin_meta.leaderboard_published"
+PUBLISHED_ROWS = "vedfin_meta.leaderboard_published_rows"
+#: a delta larger than this share of the snapshot is sent as a new snapshot instead
+DELTA_MAX_SHARE = 0.25
+
+# The entries of marts.fct_leaderboard that differ from what the last snapshot holds
+# (vedfin_meta.leaderboard_published_rows): new, changed (points, name or rank) or gone.
+_DELTA_SQL = f"""
+create temporary table leaderboard_delta on commit drop as
+select
+    user_id,
+    mart.user_id is null as removed,
+    mart.total_points,
+    mart.points_7d,
+    mart.profile
+from (
+    select user_id, total_points, points_7d,
+           jsonb_build_object('name', display_name, 'rank', rank)::text as profile
+    from marts.fct_leaderboard
+) as mart
+full join (
+    select user_id, total_points, points_7d, profile
+    from {PUBLISHED_ROWS}
+    where target = %(target)s
+) as sent using (user_id)
+where (mart.total_points, mart.points_7d, mart.profile)
+    is distinct from (sent.total_points, sent.points_7d, sent.profile)
+"""
 
 
 def _profile(name: str, rank: int) -> str:
@@ -164,16 +216,13 @@ def _entries(rows: Sequence[tuple[int, str, int, int, int]]) -> list[SnapshotRow
     return [(u, total, week, _profile(name, rank)) for u, name, total, week, rank in rows]
 
 
-def _mart_rows(database_url: str) -> Iterator[list[SnapshotRow]]:
-    """``fct_leaderboard`` in batches, streamed with a server-side cursor; PostgreSQL
-    writes each profile's JSON (a third of the publish's time when Python encoded it)."""
-    with _mart_connection(database_url) as conn, conn.cursor(name="leaderboard_publish") as cur:
+def _streamed(
+    conn: psycopg.Connection, query: str, params: dict[str, str]
+) -> Iterator[list[SnapshotRow]]:
+    """``query``'s rows in batches through a server-side cursor."""
+    with conn.cursor(name="leaderboard_publish") as cur:
         cur.itersize = BATCH
-        cur.execute(
-            "select user_id, total_points, points_7d, "
-            "jsonb_build_object('name', display_name, 'rank', rank)::text "
-            "from marts.fct_leaderboard"
-        )
+        cur.execute(query, params)
         while True:
             batch = cur.fetchmany(BATCH)
             if not batch:
@@ -181,11 +230,40 @@ def _mart_rows(database_url: str) -> Iterator[list[SnapshotRow]]:
             yield batch  # type: ignore[misc]
 
 
-def _mart_as_of(database_url: str) -> str | None:
+def _mart_as_of(conn: psycopg.Connection) -> str | None:
     """The as-of date the marts were built for (from ``fct_daily_active_users``)."""
-    with _mart_connection(database_url) as conn:
-        row = conn.execute("select max(activity_date) from marts.fct_daily_active_users").fetchone()
+    row = conn.execute("select max(activity_date) from marts.fct_daily_active_users").fetchone()
     return None if row is None or row[0] is None else row[0].isoformat()
+
+
+def published_target(settings: LeaderboardSettings) -> str:
+    """The record's name for a snapshot: Redis server, database and key prefix."""
+    return f"{describe_redis(settings.redis_url)} {settings.prefix}"
+
+
+def _has_record(conn: psycopg.Connection) -> bool:
+    """Can this connection keep the record of what each snapshot holds (migration 005
+    applied, the role may write it and create temporary tables, not a standby)?"""
+    row = conn.execute(
+        "select case when to_regnamespace('vedfin_meta') is null then false "
+        "else has_schema_privilege('vedfin_meta', 'usage') end"
+    ).fetchone()
+    if not row or not row[0]:
+        return False
+    row = conn.execute(
+        "select to_regclass(%s) is not null and to_regclass(%s) is not null",
+        (PUBLISHED, PUBLISHED_ROWS),
+    ).fetchone()
+    if not row or not row[0]:
+        return False
+    row = conn.execute(
+        "select has_table_privilege(%s, 'select, insert, update, delete') "
+        "and has_table_privilege(%s, 'select, insert, update, delete') "
+        "and has_database_privilege(current_database(), 'temporary') "
+        "and not pg_is_in_recovery()",
+        (PUBLISHED, PUBLISHED_ROWS),
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def publish(
@@ -196,17 +274,135 @@ def publish(
     source_storage_id: int = 0,
     source_activity: str = "",
     rows: Sequence[tuple[int, str, int, int, int]] | None = None,
+    full: bool = False,
 ) -> PublishResult:
-    """Publish ``marts.fct_leaderboard`` (or ``rows``) as a new snapshot, atomically."""
+    """Publish ``marts.fct_leaderboard`` (or ``rows``) to Redis, atomically for readers.
+
+    vedfin_meta keeps what the current snapshot holds. When Redis still has that snapshot
+    (same snapshot id and version in ``meta``) and at most ``DELTA_MAX_SHARE`` of its
+    entries changed, only those are written, in one ``MULTI``/``EXEC`` (a delta);
+    otherwise, or with ``full``, a whole new snapshot is built under temporary keys and
+    swapped in. Publishes to one target take turns (an advisory lock). The record is
+    committed after Redis took the change: if that fails in between, the versions
+    differ and the next publish sends a whole snapshot.
+    """
     started = time.perf_counter()
     r = client(settings)
+    info: dict[str, object] = {
+        "run_id": run_id,
+        "source_storage_id": source_storage_id,
+        "source_activity": source_activity,
+    }
+    try:
+        r.ping()
+        if rows is not None:
+            return _snapshot(r, settings, [_entries(rows)], None, info, started)
+        with _mart_connection(database_url) as conn:
+            if not _has_record(conn):
+                query = (
+                    "select user_id, total_points, points_7d, "
+                    "jsonb_build_object('name', display_name, 'rank', rank)::text "
+                    "from marts.fct_leaderboard"
+                )
+                return _snapshot(
+                    r, settings, _streamed(conn, query, {}), _mart_as_of(conn), info, started
+                )
+            with conn.transaction():
+                return _publish_recorded(conn, r, settings, info, started, full=full)
+    except redis.RedisError as exc:
+        raise _redis_error(settings, exc) from exc
+
+
+def _publish_recorded(
+    conn: psycopg.Connection,
+    r: redis.Redis,
+    settings: LeaderboardSettings,
+    info: dict[str, object],
+    started: float,
+    *,
+    full: bool,
+) -> PublishResult:
+    """Publish with the record of the last snapshot (inside the caller's transaction)."""
+    target = {"target": published_target(settings)}
+    conn.execute("select pg_advisory_xact_lock(hashtextextended(%(target)s, 0))", target)
+    header = conn.execute(
+        f"select snapshot_id, version from {PUBLISHED} where target = %(target)s", target
+    ).fetchone()
+    conn.execute(_DELTA_SQL, target)
+    conn.execute(
+        f"delete from {PUBLISHED_ROWS} as sent using leaderboard_delta as d "
+        "where sent.target = %(target)s and sent.user_id = d.user_id",
+        target,
+    )
+    conn.execute(
+        f"insert into {PUBLISHED_ROWS} (target, user_id, total_points, points_7d, profile) "
+        "select %(target)s, user_id, total_points, points_7d, profile "
+        "from leaderboard_delta where not removed",
+        target,
+    )
+    counts = conn.execute(
+        f"select (select count(*) from leaderboard_delta), count(*), "
+        f"count(*) filter (where points_7d > 0) from {PUBLISHED_ROWS} where target = %(target)s",
+        target,
+    ).fetchone()
+    assert counts is not None
+    changed, n_rows, n_weekly = (int(c) for c in counts)
+    as_of = _mart_as_of(conn)
+    result: PublishResult | None = None
+    if header is not None and not full and changed <= DELTA_MAX_SHARE * max(n_rows, 1):
+        result = _delta(conn, r, settings, (str(header[0]), int(header[1])), as_of, info,
+                        started, n_rows=n_rows, n_weekly=n_weekly, changed=changed)  # fmt: skip
+    if result is None:
+        query = (
+            f"select user_id, total_points, points_7d, profile from {PUBLISHED_ROWS} "
+            "where target = %(target)s"
+        )
+        result = _snapshot(r, settings, _streamed(conn, query, target), as_of, info, started)
+        result.changed_rows = changed
+    conn.execute(
+        f"insert into {PUBLISHED} (target, snapshot_id, version, published_at) "
+        "values (%(target)s, %(snapshot_id)s, %(version)s, now()) on conflict (target) do "
+        "update set snapshot_id = excluded.snapshot_id, version = excluded.version, "
+        "published_at = excluded.published_at",
+        target | {"snapshot_id": result.snapshot_id, "version": result.version},
+    )
+    return result
+
+
+def _meta(
+    version: int, snapshot_id: str, kind: str, n_rows: int, n_weekly: int, changed: int | None,
+    as_of: str | None, info: dict[str, object], started: float,
+) -> tuple[dict[str, object], str]:  # fmt: skip
+    snapshot_at = datetime.now(UTC).isoformat(timespec="seconds")
+    meta = {
+        "snapshot_at": snapshot_at,
+        "as_of_date": as_of or "",
+        "source_rows": n_rows,
+        "weekly_rows": n_weekly,
+        "version": version,
+        "snapshot_id": snapshot_id,
+        "kind": kind,
+        "changed_rows": "" if changed is None else changed,
+        **info,
+        "publish_ms": round((time.perf_counter() - started) * 1000),
+    }
+    return meta, snapshot_at
+
+
+def _snapshot(
+    r: redis.Redis,
+    settings: LeaderboardSettings,
+    batches: Iterable[list[SnapshotRow]],
+    as_of: str | None,
+    info: dict[str, object],
+    started: float,
+) -> PublishResult:
+    """A whole new snapshot under temporary keys, swapped in with one MULTI/EXEC."""
     token = uuid.uuid4().hex
     tmp = {part: settings.key(f"tmp:{token}:{part}") for part in SNAPSHOT_PARTS}
     trash = settings.key(f"trash:{token}")
     n_rows = n_weekly = 0
     try:
-        r.ping()
-        batches: Any = [_entries(rows)] if rows is not None else _mart_rows(database_url)
         for batch in batches:
             if not batch:
                 continue
@@ -222,25 +418,11 @@ def publish(
             pipe.execute()
             n_rows += len(batch)
             n_weekly += len(weekly)
-        as_of = None if rows is not None else _mart_as_of(database_url)
         version = int(r.incr(settings.key("version")))
-        snapshot_at = datetime.now(UTC).isoformat(timespec="seconds")
-        meta = {
-            "snapshot_at": snapshot_at,
-            "as_of_date": as_of or "",
-            "source_rows": n_rows,
-            "weekly_rows": n_weekly,
-            "version": version,
-            "run_id": run_id,
-            "source_storage_id": source_storage_id,
-            "source_activity": source_activity,
-            "publish_ms": round((time.perf_counter() - started) * 1000),
-        }
+        meta, snapshot_at = _meta(version, token, "full", n_rows, n_weekly, None, as_of, info,
+                                  started)  # fmt: skip
         present = {"all_time": n_rows > 0, "weekly": n_weekly > 0, "profiles": n_rows > 0}
         _swap(r, settings, tmp, trash, meta, present)
-    except redis.RedisError as exc:
-        _cleanup(r, list(tmp.values()))
-        raise _redis_error(settings, exc) from exc
     except BaseException:
         _cleanup(r, list(tmp.values()))
         raise
@@ -251,6 +433,77 @@ def publish(
         seconds=time.perf_counter() - started,
         snapshot_at=snapshot_at,
         as_of_date=as_of,
+        snapshot_id=token,
+    )
+
+
+def _delta(
+    conn: psycopg.Connection,
+    r: redis.Redis,
+    settings: LeaderboardSettings,
+    expected: tuple[str, int],
+    as_of: str | None,
+    info: dict[str, object],
+    started: float,
+    *,
+    n_rows: int,
+    n_weekly: int,
+    changed: int,
+) -> PublishResult | None:
+    """Write only the changed entries (``leaderboard_delta``) into the live keys, with the
+    new meta, in one MULTI/EXEC; None when Redis does not hold the recorded snapshot
+    (restarted, flushed, expired, or replaced by another publisher): then a whole one."""
+    live = {part: settings.key(part) for part in SNAPSHOT_PARTS}
+    meta_key = settings.key("meta")
+    rows = conn.execute(
+        "select user_id, removed, total_points, points_7d, profile from leaderboard_delta"
+    ).fetchall()
+    gone = [str(u) for u, removed, *_ in rows if removed]
+    kept = [(str(u), total, week, profile) for u, removed, total, week, profile in rows
+            if not removed]  # fmt: skip
+    with r.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(meta_key, *live.values())
+            snapshot_id, version_text = pipe.hmget(meta_key, ["snapshot_id", "version"])
+            if (snapshot_id, version_text) != (expected[0].encode(), str(expected[1]).encode()):
+                return None
+            version = int(pipe.incr(settings.key("version")))
+            meta, snapshot_at = _meta(version, expected[0], "delta", n_rows, n_weekly, changed,
+                                      as_of, info, started)  # fmt: skip
+            pipe.multi()
+            for i in range(0, len(gone), BATCH):
+                part = gone[i : i + BATCH]
+                pipe.zrem(live["all_time"], *part)
+                pipe.zrem(live["weekly"], *part)
+                pipe.hdel(live["profiles"], *part)
+            for i in range(0, len(kept), BATCH):
+                part2 = kept[i : i + BATCH]
+                pipe.zadd(live["all_time"], {u: total for u, total, _, _ in part2})
+                weekly = {u: week for u, _, week, _ in part2 if week > 0}
+                if weekly:
+                    pipe.zadd(live["weekly"], weekly)
+                no_week = [u for u, _, week, _ in part2 if week <= 0]
+                if no_week:
+                    pipe.zrem(live["weekly"], *no_week)
+                pipe.hset(live["profiles"], mapping={u: p for u, _, _, p in part2})
+            pipe.unlink(meta_key)
+            pipe.hset(meta_key, mapping=meta)  # type: ignore[arg-type]
+            if settings.ttl_seconds:
+                for key in (*live.values(), meta_key):
+                    pipe.expire(key, settings.ttl_seconds)
+            pipe.execute()
+        except redis.WatchError:
+            return None
+    return PublishResult(
+        rows=n_rows,
+        weekly_rows=n_weekly,
+        version=version,
+        seconds=time.perf_counter() - started,
+        snapshot_at=snapshot_at,
+        as_of_date=as_of,
+        kind="delta",
+        changed_rows=changed,
+        snapshot_id=expected[0],
     )
 
 

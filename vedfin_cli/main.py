@@ -649,17 +649,19 @@ def leaderboard_top(n: int, weekly: bool, as_json: bool, prefix: str | None) -> 
 
 @leaderboard.command("publish")
 @_prefix_option
-def leaderboard_publish(prefix: str | None) -> None:
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Send a whole new snapshot even when only a few entries changed (by default "
+    "only the changed entries are written when Redis still holds the last snapshot).",
+)
+def leaderboard_publish(prefix: str | None, full: bool) -> None:
     """Publish marts.fct_leaderboard to Redis now (what the Dagster run does)."""
     from vedfin.leaderboard import publish
 
     settings, lb = _leaderboard_settings(prefix)
-    result = publish(settings.database_url, lb, run_id="cli")
-    click.echo(
-        f"published {result.rows:,} users ({result.weekly_rows:,} weekly) as version "
-        f"{result.version} in {result.seconds * 1000:.0f} ms",
-        err=True,
-    )
+    result = publish(settings.database_url, lb, run_id="cli", full=full)
+    click.echo(result.describe(), err=True)
 
 
 @leaderboard.command("status")

@@ -86,15 +86,14 @@ def leaderboard_snapshot(
         )
     except VedfinError as exc:
         raise dg.Failure(f"publishing the leaderboard failed: {exc}") from None
-    context.log.info(
-        f"published {result.rows:,} users ({result.weekly_rows:,} weekly) as version "
-        f"{result.version} in {result.seconds * 1000:.0f} ms under {settings.prefix!r}"
-    )
+    context.log.info(f"{result.describe()} under {settings.prefix!r}")
     return dg.MaterializeResult(
         metadata={
             "rows": result.rows,
             "weekly_rows": result.weekly_rows,
             "version": result.version,
+            "kind": result.kind,
+            "changed_rows": -1 if result.changed_rows is None else result.changed_rows,
             "publish_ms": round(result.seconds * 1000, 1),
             "prefix": settings.prefix,
             "as_of_date": result.as_of_date or "",
