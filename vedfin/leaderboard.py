@@ -185,6 +185,7 @@ DELTA_MAX_SHARE = 0.25
 
 # The entries of marts.fct_leaderboard that differ from what the last snapshot holds
 # (vedfin_meta.leaderboard_published_rows): new, changed (points, name or rank) or gone.
+# Columns are compared, and a profile's JSON built for the changed entries only.
 _DELTA_SQL = f"""
 create temporary table leaderboard_delta on commit drop as
 select
@@ -192,19 +193,17 @@ select
     mart.user_id is null as removed,
     mart.total_points,
     mart.points_7d,
-    mart.profile
-from (
-    select user_id, total_points, points_7d,
-           jsonb_build_object('name', display_name, 'rank', rank)::text as profile
-    from marts.fct_leaderboard
-) as mart
+    mart.display_name,
+    mart.rank,
+    jsonb_build_object('name', mart.display_name, 'rank', mart.rank)::text as profile
+from marts.fct_leaderboard as mart
 full join (
-    select user_id, total_points, points_7d, profile
+    select user_id, total_points, points_7d, display_name, rank
     from {PUBLISHED_ROWS}
     where target = %(target)s
 ) as sent using (user_id)
-where (mart.total_points, mart.points_7d, mart.profile)
-    is distinct from (sent.total_points, sent.points_7d, sent.profile)
+where (mart.total_points, mart.points_7d, mart.display_name, mart.rank)
+    is distinct from (sent.total_points, sent.points_7d, sent.display_name, sent.rank)
 """
 
 
@@ -335,8 +334,9 @@ def _publish_recorded(
         target,
     )
     conn.execute(
-        f"insert into {PUBLISHED_ROWS} (target, user_id, total_points, points_7d, profile) "
-        "select %(target)s, user_id, total_points, points_7d, profile "
+        f"insert into {PUBLISHED_ROWS} "
+        "(target, user_id, total_points, points_7d, display_name, rank) "
+        "select %(target)s, user_id, total_points, points_7d, display_name, rank "
         "from leaderboard_delta where not removed",
         target,
     )
@@ -354,8 +354,9 @@ def _publish_recorded(
                         started, n_rows=n_rows, n_weekly=n_weekly, changed=changed)  # fmt: skip
     if result is None:
         query = (
-            f"select user_id, total_points, points_7d, profile from {PUBLISHED_ROWS} "
-            "where target = %(target)s"
+            "select user_id, total_points, points_7d, "
+            "jsonb_build_object('name', display_name, 'rank', rank)::text "
+            f"from {PUBLISHED_ROWS} where target = %(target)s"
         )
         result = _snapshot(r, settings, _streamed(conn, query, target), as_of, info, started)
         result.changed_rows = changed

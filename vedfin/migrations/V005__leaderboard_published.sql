@@ -13,6 +13,7 @@ create table vedfin_meta.leaderboard_published_rows (
     user_id         bigint not null,
     total_points    integer not null,
     points_7d       integer not null,
-    profile         text not null,
+    display_name    text,
+    rank            integer not null,
     primary key (target, user_id)
 );
