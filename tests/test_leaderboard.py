@@ -187,6 +187,42 @@ def test_a_small_change_is_published_as_a_delta(migrated_db: str, lb: Leaderboar
     assert snapshot_in_redis(lb) == as_snapshot(after)
 
 
+def _calls(r: redis.Redis, command: str) -> int:
+    stats = r.info("commandstats").get(f"cmdstat_{command}")
+    return int(stats["calls"]) if stats else 0
+
+
+def test_a_delta_writes_only_the_parts_that_changed(
+    migrated_db: str, lb: LeaderboardSettings
+) -> None:
+    """A rename (or a rank moved by others) changes a profile and no score: the delta
+    sends that profile field and no sorted-set command; new points send the scores."""
+    before = dataset(500, seed=35)
+    write_mart(migrated_db, before)
+    publish(migrated_db, lb)
+    r = redis.Redis.from_url(lb.redis_url)
+    renamed = [(u, "Phạm T. D.", t, w, rank) if i == 0 else (u, n, t, w, rank)
+               for i, (u, n, t, w, rank) in enumerate(before)]  # fmt: skip
+    write_mart(migrated_db, renamed)
+    zadd, zrem, hset = _calls(r, "zadd"), _calls(r, "zrem"), _calls(r, "hset")
+    delta = publish(migrated_db, lb)
+    assert (delta.kind, delta.changed_rows) == ("delta", 1)
+    assert (_calls(r, "zadd"), _calls(r, "zrem")) == (zadd, zrem)
+    assert _calls(r, "hset") == hset + 2  # the profile, then the new meta
+    assert snapshot_in_redis(lb) == as_snapshot(renamed)
+    # new points for one user: its scores change, and the profiles of those it passed
+    base = [(u, n, t, w) for u, n, t, w, _ in renamed]
+    top = max(t for _, _, t, _ in base)
+    base[-1] = (base[-1][0], base[-1][1], top + 1, base[-1][3] + top + 1)
+    after = reranked(base)
+    write_mart(migrated_db, after)
+    zadd = _calls(r, "zadd")
+    moved = publish(migrated_db, lb)
+    assert moved.kind == "delta" and moved.changed_rows > 1
+    assert _calls(r, "zadd") == zadd + 2  # all_time and weekly, once each
+    assert snapshot_in_redis(lb) == as_snapshot(after)
+
+
 def test_a_snapshot_redis_no_longer_holds_is_published_whole(
     migrated_db: str, lb: LeaderboardSettings
 ) -> None:

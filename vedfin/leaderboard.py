@@ -181,11 +181,13 @@ SnapshotRow = tuple[int, int, int, str]
 PUBLISHED = "vedfin_meta.leaderboard_published"
 PUBLISHED_ROWS = "vedfin_meta.leaderboard_published_rows"
 #: a delta larger than this share of the snapshot is sent as a new snapshot instead
-DELTA_MAX_SHARE = 0.25
+DELTA_MAX_SHARE = 0.5
 
 # The entries of marts.fct_leaderboard that differ from what the last snapshot holds
 # (vedfin_meta.leaderboard_published_rows): new, changed (points, name or rank) or gone.
-# Columns are compared, and a profile's JSON built for the changed entries only.
+# Columns are compared, and a profile's JSON built for the changed entries only; the
+# flags say which of the three parts each entry changes (most changes on a real
+# leaderboard are ranks alone: one user's gain moves every rank it passes).
 _DELTA_SQL = f"""
 create temporary table leaderboard_delta on commit drop as
 select
@@ -195,7 +197,11 @@ select
     mart.points_7d,
     mart.display_name,
     mart.rank,
-    jsonb_build_object('name', mart.display_name, 'rank', mart.rank)::text as profile
+    jsonb_build_object('name', mart.display_name, 'rank', mart.rank)::text as profile,
+    mart.total_points is distinct from sent.total_points as points_changed,
+    mart.points_7d is distinct from sent.points_7d as week_changed,
+    (mart.display_name, mart.rank) is distinct from (sent.display_name, sent.rank)
+        as profile_changed
 from marts.fct_leaderboard as mart
 full join (
     select user_id, total_points, points_7d, display_name, rank
@@ -457,11 +463,11 @@ def _delta(
     live = {part: settings.key(part) for part in SNAPSHOT_PARTS}
     meta_key = settings.key("meta")
     rows = conn.execute(
-        "select user_id, removed, total_points, points_7d, profile from leaderboard_delta"
+        "select user_id, removed, total_points, points_7d, profile, points_changed, "
+        "week_changed, profile_changed from leaderboard_delta"
     ).fetchall()
     gone = [str(u) for u, removed, *_ in rows if removed]
-    kept = [(str(u), total, week, profile) for u, removed, total, week, profile in rows
-            if not removed]  # fmt: skip
+    kept = [(str(u), *rest) for u, removed, *rest in rows if not removed]
     with r.pipeline(transaction=True) as pipe:
         try:
             pipe.watch(meta_key, *live.values())
@@ -477,16 +483,22 @@ def _delta(
                 pipe.zrem(live["all_time"], *part)
                 pipe.zrem(live["weekly"], *part)
                 pipe.hdel(live["profiles"], *part)
+            # only the parts an entry changes: a rank alone is one profile field
             for i in range(0, len(kept), BATCH):
                 part2 = kept[i : i + BATCH]
-                pipe.zadd(live["all_time"], {u: total for u, total, _, _ in part2})
-                weekly = {u: week for u, _, week, _ in part2 if week > 0}
+                scores = {u: total for u, total, _, _, changed, _, _ in part2 if changed}
+                if scores:
+                    pipe.zadd(live["all_time"], scores)
+                week_moved = [(u, week) for u, _, week, _, _, changed, _ in part2 if changed]
+                weekly = {u: week for u, week in week_moved if week > 0}
                 if weekly:
                     pipe.zadd(live["weekly"], weekly)
-                no_week = [u for u, _, week, _ in part2 if week <= 0]
+                no_week = [u for u, week in week_moved if week <= 0]
                 if no_week:
                     pipe.zrem(live["weekly"], *no_week)
-                pipe.hset(live["profiles"], mapping={u: p for u, _, _, p in part2})
+                profiles = {u: p for u, _, _, p, _, _, changed in part2 if changed}
+                if profiles:
+                    pipe.hset(live["profiles"], mapping=profiles)
             pipe.unlink(meta_key)
             pipe.hset(meta_key, mapping=meta)  # type: ignore[arg-type]
             if settings.ttl_seconds:
