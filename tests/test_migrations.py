@@ -194,6 +194,24 @@ def test_drifted_schema_is_refused(fresh_db: str) -> None:
         check_schema(fresh_db)
 
 
+def test_an_added_plain_index_is_not_drift(fresh_db: str) -> None:
+    """The index `vedfin db init` suggests on ingested_at may be added to a schema vedfin
+    created; a unique one (it would refuse rows the contract allows) is still drift."""
+    init_db(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute(
+            "create index concurrently behavior_logs_ingested_at on app.behavior_logs (ingested_at)"
+        )
+    init_db(fresh_db)
+    check_schema(fresh_db)
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create unique index users_phone_key on app.users (phone)")
+    with pytest.raises(SchemaMismatch, match="users_phone_key"):
+        init_db(fresh_db)
+    with pytest.raises(SchemaMismatch):
+        check_schema(fresh_db)
+
+
 def test_foreign_app_schema_that_breaks_the_contract_is_refused(fresh_db: str) -> None:
     """A schema app vedfin did not create is the platform's: adopted when it follows the
     contract (tests/test_live_operation.py), refused, naming what is missing, when not."""

@@ -260,9 +260,19 @@ def _app_tables(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _diff(expected: list[str], actual: list[str], limit: int = 8) -> str:
+def _drift(expected: list[str], actual: list[str]) -> tuple[list[str], list[str]]:
+    """What the migrations created that is gone or changed, and what is there that they did
+    not create. A plain (non-unique) index added since is not drift: it changes no row any
+    writer may write, and it is what ``vedfin db init`` suggests on ``ingested_at``."""
     missing = sorted(set(expected) - set(actual))
-    extra = sorted(set(actual) - set(expected))
+    extra = sorted(
+        e for e in set(actual) - set(expected) if not e.startswith("index CREATE INDEX ")
+    )
+    return missing, extra
+
+
+def _diff(expected: list[str], actual: list[str], limit: int = 8) -> str:
+    missing, extra = _drift(expected, actual)
     lines = [f"  missing: {m}" for m in missing[:limit]] + [
         f"  unexpected: {e}" for e in extra[:limit]
     ]
@@ -315,7 +325,7 @@ def init_db(url: str) -> InitResult:
                 )
         if recorded is not None:
             actual = schema_fingerprint(conn)
-            if actual != recorded[0]:
+            if any(_drift(recorded[0], actual)):
                 raise SchemaMismatch(
                     f"schema app at {describe_target(url)} differs from what the migrations "
                     f"created:\n{_diff(recorded[0], actual)}\n"
@@ -389,5 +399,5 @@ def check_schema(url: str) -> None:
             raise SchemaMismatch(f"migrations pending ({sorted(pending)}): run `vedfin db init`")
         if app_is_platforms(conn):
             _require_contract(conn, url)
-        elif recorded is not None and schema_fingerprint(conn) != recorded[0]:
+        elif recorded is not None and any(_drift(recorded[0], schema_fingerprint(conn))):
             raise SchemaMismatch("schema app differs from its migrations: run `vedfin db init`")
