@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from vedfin.db import check_schema, init_db, schema_fingerprint
+from vedfin.db import INGESTED_AT_INDEX, check_schema, init_db, schema_fingerprint
 from vedfin.errors import SchemaMismatch
 
 CONTRACT_COLUMNS = {
@@ -199,9 +199,7 @@ def test_an_added_plain_index_is_not_drift(fresh_db: str) -> None:
     created; a unique one (it would refuse rows the contract allows) is still drift."""
     init_db(fresh_db)
     with psycopg.connect(fresh_db, autocommit=True) as conn:
-        conn.execute(
-            "create index concurrently behavior_logs_ingested_at on app.behavior_logs (ingested_at)"
-        )
+        conn.execute(INGESTED_AT_INDEX)
     init_db(fresh_db)
     check_schema(fresh_db)
     with psycopg.connect(fresh_db, autocommit=True) as conn:

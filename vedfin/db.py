@@ -211,6 +211,12 @@ def contract_gaps(conn: psycopg.Connection) -> list[str]:
     return gaps
 
 
+INGESTED_AT_INDEX = (
+    "create index concurrently behavior_logs_ingested_at on app.behavior_logs (ingested_at)"
+)
+"""The index on ``app.behavior_logs (ingested_at)`` suggested to a platform that has none."""
+
+
 def arrival_index_advice(conn: psycopg.Connection) -> str | None:
     """What to tell the platform when ``app.behavior_logs`` has no index led by
     ``ingested_at`` (the contract fixes none): without one, every incremental build and
@@ -231,9 +237,8 @@ def arrival_index_advice(conn: psycopg.Connection) -> str | None:
     return (
         f"app.behavior_logs ({row[0]}) has no index on ingested_at, so every incremental "
         "build and five-minute run reads the whole log to find the events that arrived "
-        "since the last one. An index the platform can add without blocking its writes: "
-        "create index concurrently behavior_logs_ingested_at on app.behavior_logs "
-        "(ingested_at)"
+        f"since the last one. An index the platform can add without blocking its writes: "
+        f"{INGESTED_AT_INDEX}"
     )
 
 
