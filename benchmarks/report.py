@@ -311,6 +311,12 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _growth_row(step: str, part: str, values: list[float]) -> str:
+    growth = f"{values[-1] / values[0]:.2f}x" if values[0] > 0 else ""
+    cells = " | ".join(f"{v:.2f} s" for v in values)
+    return f"| {step} | {part} | {cells} | {growth} |"
+
+
 def _where_time_goes(sc: dict[str, Any], top: int = 6) -> list[str]:
     """For each dbt step, its time at the two largest sizes split into dbt's elapsed time,
     the slowest models (their own times; dbt runs several at once) and the tests."""
@@ -323,13 +329,29 @@ def _where_time_goes(sc: dict[str, Any], top: int = 6) -> list[str]:
         "From each build's run results at the two largest sizes. A model's time is its own; "
         "dbt runs up to its thread count at once, so they add up to more than dbt's "
         "elapsed time. Outside dbt: start-up and parsing, the build's checks and, in the "
-        "five-minute run, the publish to Redis.",
+        "five-minute run, the publish to Redis. generate+load: its own phases. publish: "
+        "the whole step (a child process), publish() itself, and of that the record "
+        "kept in PostgreSQL before anything goes to Redis.",
         "",
         "| step | part | " + " | ".join(f"{n:,} users" for n in sizes) + " | growth |",
         "|---|---|" + "---|" * len(sizes) + "---|",
     ]
     for name, d in sc["steps"].items():
         notes = d["details"][-2:]
+        if len(notes) == 2 and all("phases" in n for n in notes):  # the load's own phases
+            rows = [("whole step", d["seconds"][-2:])]
+            for phase in notes[-1]["phases"]:
+                rows.append((phase, [n["phases"].get(phase, 0.0) for n in notes]))
+            lines += [_growth_row(name, label, values) for label, values in rows]
+            continue
+        if len(notes) == 2 and all("record_seconds" in n for n in notes):  # a whole publish
+            rows = [
+                ("whole step", d["seconds"][-2:]),
+                ("publish()", [n["publish_seconds"] for n in notes]),
+                ("of which the record in PostgreSQL", [n["record_seconds"] for n in notes]),
+            ]
+            lines += [_growth_row(name, label, values) for label, values in rows]
+            continue
         if len(notes) < 2 or not all("models" in n for n in notes):
             continue
         step_seconds = d["seconds"][-2:]
@@ -345,10 +367,7 @@ def _where_time_goes(sc: dict[str, Any], top: int = 6) -> list[str]:
         for model in sorted(largest, key=lambda m: -largest[m])[:top]:
             parts.append((f"`{model}`", [n["models"].get(model, 0.0) for n in notes]))
         parts.append((f"tests ({notes[-1]['tests']})", [n["tests_seconds"] for n in notes]))
-        for label, values in parts:
-            growth = f"{values[-1] / values[0]:.2f}x" if values[0] > 0 else ""
-            cells = " | ".join(f"{v:.2f} s" for v in values)
-            lines.append(f"| {name} | {label} | {cells} | {growth} |")
+        lines += [_growth_row(name, label, values) for label, values in parts]
     lines += [
         "",
         f"Users grow {sizes[-1] / sizes[0]:.1f}x between these sizes; a part that grows "

@@ -89,7 +89,9 @@ def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
         result = load_fresh(
             url, make_spec("benchmark", users=users, end_date=today - timedelta(days=1)), reset=True
         )
+        phases = {k: round(v, 3) for k, v in result.phases.items()}
         extra = {"rows": result.total_rows, "events": result.rows["behavior_logs"]}
+        extra["phases"] = phases
     elif name == "full build":
         extra = dbt_figures(
             build(settings, as_of=today - timedelta(days=1), full_refresh=True, capture=True)
@@ -112,7 +114,10 @@ def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
             "publish_changed": published.changed_rows,
         }
     elif name == "publish":
-        extra = {"published": publish(url, lb, full=True).rows}  # the whole snapshot
+        published = publish(url, lb, full=True)  # the whole snapshot
+        extra = {"published": published.rows, "publish_seconds": round(published.seconds, 3)}
+        if published.record_seconds is not None:
+            extra["record_seconds"] = round(published.record_seconds, 3)
     elif name == "index ingested_at":
         with psycopg.connect(url, autocommit=True) as conn:  # concurrently: no transaction
             conn.execute(INGESTED_AT_INDEX)  # fails if the index is there already

@@ -161,6 +161,10 @@ class PublishResult:
     changed_rows: int | None = None
     """Users whose entry changed since the previous snapshot (None without a record)."""
     snapshot_id: str = ""
+    record_seconds: float | None = None
+    """Of ``seconds``, the time until the record was compared with the mart and updated
+    (connecting included), before the snapshot or the delta went to Redis (None without
+    a record)."""
 
     def describe(self) -> str:
         """One line for logs: what was published and how."""
@@ -353,6 +357,7 @@ def _publish_recorded(
     ).fetchone()
     assert counts is not None
     changed, n_rows, n_weekly = (int(c) for c in counts)
+    record_seconds = time.perf_counter() - started
     as_of = _mart_as_of(conn)
     result: PublishResult | None = None
     if header is not None and not full and changed <= DELTA_MAX_SHARE * max(n_rows, 1):
@@ -366,6 +371,7 @@ def _publish_recorded(
         )
         result = _snapshot(r, settings, _streamed(conn, query, target), as_of, info, started)
         result.changed_rows = changed
+    result.record_seconds = record_seconds
     conn.execute(
         f"insert into {PUBLISHED} (target, snapshot_id, version, published_at) "
         "values (%(target)s, %(snapshot_id)s, %(version)s, now()) on conflict (target) do "
