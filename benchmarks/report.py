@@ -330,8 +330,9 @@ def _where_time_goes(sc: dict[str, Any], top: int = 6) -> list[str]:
         "dbt runs up to its thread count at once, so they add up to more than dbt's "
         "elapsed time. Outside dbt: start-up and parsing, the build's checks and, in the "
         "five-minute run, the publish to Redis. generate+load: its own phases. publish: "
-        "the whole step (a child process), publish() itself, and of that the record "
-        "kept in PostgreSQL before anything goes to Redis.",
+        "the whole step (a child process), publish() itself, and of that the time up to "
+        "the record kept in PostgreSQL being compared and updated (connecting included), "
+        "before the snapshot goes to Redis.",
         "",
         "| step | part | " + " | ".join(f"{n:,} users" for n in sizes) + " | growth |",
         "|---|---|" + "---|" * len(sizes) + "---|",

@@ -89,9 +89,11 @@ def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
         result = load_fresh(
             url, make_spec("benchmark", users=users, end_date=today - timedelta(days=1)), reset=True
         )
-        phases = {k: round(v, 3) for k, v in result.phases.items()}
-        extra = {"rows": result.total_rows, "events": result.rows["behavior_logs"]}
-        extra["phases"] = phases
+        extra = {
+            "rows": result.total_rows,
+            "events": result.rows["behavior_logs"],
+            "phases": {k: round(v, 3) for k, v in result.phases.items()},
+        }
     elif name == "full build":
         extra = dbt_figures(
             build(settings, as_of=today - timedelta(days=1), full_refresh=True, capture=True)
