@@ -7,7 +7,10 @@ At each size (1,000, 10,000 and 100,000 users by default) in a scratch database:
 3. the live simulator writes a fixed number of events today (the same at every size);
 4. ``daily incremental build``: ``vedfin build`` at today's as-of date;
 5. ``publish``: a whole snapshot published alone (``full=True``), as the daily job
-   publishes after its build;
+   publishes after its build. The record of what the last snapshot held
+   (``vedfin_meta.leaderboard_published_rows``) starts empty at each size (1. clears the
+   benchmark's target), so every entry is new and each size does the same work; before,
+   the record held the last size's entries and each size's publish replaced them;
 6. the simulator writes a few more events (fixed);
 7. ``five-minute run``: what the sensor's run does, ``+fct_leaderboard`` built
    incrementally, then the snapshot published to Redis: as on a running platform, Redis
@@ -54,7 +57,13 @@ from vedfin.calendar import today_local
 from vedfin.config import PROJECT_ROOT, Settings, resolve
 from vedfin.db import INGESTED_AT_INDEX
 from vedfin.dbt import DbtResult, build
-from vedfin.leaderboard import LeaderboardSettings, publish
+from vedfin.leaderboard import (
+    PUBLISHED,
+    PUBLISHED_ROWS,
+    LeaderboardSettings,
+    publish,
+    published_target,
+)
 
 console = Console(stderr=True)
 STEPS = (
@@ -80,9 +89,14 @@ def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
     settings = replace(resolve(start=False), database_url=url, redis_url=redis_url)
     today = today_local()
     lb = LeaderboardSettings(redis_url, prefix="vedfin_bench_scaling:", target="dev")
-    if name == "generate+load":  # a fresh load keeps every index app has: not the last size's
+    if name == "generate+load":  # a fresh platform: no index app lacks, no record of another
+        # size's snapshot (else the whole publish at each size replaced the last size's entries)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("drop index if exists app.behavior_logs_ingested_at")
+            row = conn.execute("select to_regclass(%s)", (PUBLISHED_ROWS,)).fetchone()
+            if row and row[0]:
+                for table in (PUBLISHED_ROWS, PUBLISHED):
+                    conn.execute(f"delete from {table} where target = %s", (published_target(lb),))
     started = time.perf_counter()
     extra: dict[str, Any] = {}
     if name == "generate+load":
@@ -117,7 +131,11 @@ def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
         }
     elif name == "publish":
         published = publish(url, lb, full=True)  # the whole snapshot
-        extra = {"published": published.rows, "publish_seconds": round(published.seconds, 3)}
+        extra = {
+            "published": published.rows,
+            "publish_seconds": round(published.seconds, 3),
+            "publish_changed": published.changed_rows,
+        }
         if published.record_seconds is not None:
             extra["record_seconds"] = round(published.record_seconds, 3)
     elif name == "index ingested_at":

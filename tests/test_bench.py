@@ -64,6 +64,12 @@ def test_bench_all_quick_writes_the_whole_report(tmp_path: Path) -> None:
             assert chosen == pytest.approx(sorted(runs)[(len(runs) - 1) // 2], abs=1e-3)
     for note in report["scaling"]["steps"]["five-minute run, ingested_at indexed"]["details"]:
         assert note["index_seconds"] > 0  # the suggested index was built before these runs
+    for note in report["scaling"]["steps"]["publish"]["details"]:
+        # the record starts empty at each size: the whole publish writes every entry anew
+        assert note["publish_changed"] == note["published"] > 0
+        assert 0 < note["record_seconds"] <= note["publish_seconds"]
+    for note in report["scaling"]["steps"]["generate+load"]["details"]:
+        assert set(note["phases"]) >= {"generate + copy events", "keys and indexes"}
     md = (tmp_path / "REPORT.md").read_text()
     assert "## Scaling curve" in md and "![scaling curve](scaling.png)" in md
     headings = [line for line in md.splitlines() if line.startswith("## ")]

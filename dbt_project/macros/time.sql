@@ -29,9 +29,16 @@
 date '{{ as_of_date_value() }}'
 {%- endmacro %}
 
+{#- The instant a local date (a SQL date expression) begins: ts >= local_day_start(d) is
+    the same as local_date(ts) >= d, compared with a constant instead of converting every
+    row's timestamp. -#}
+{% macro local_day_start(date_expr) -%}
+(({{ date_expr }})::timestamp at time zone {{ reporting_tz() }})
+{%- endmacro %}
+
 {#- The first instant after as_of_date ends locally: facts count when ts < as_of_end(). -#}
 {% macro as_of_end() -%}
-((date '{{ as_of_date_value() }}' + 1)::timestamp at time zone {{ reporting_tz() }})
+{{ local_day_start("date '" ~ as_of_date_value() ~ "' + 1") }}
 {%- endmacro %}
 
 {% macro local_ts(column) -%}

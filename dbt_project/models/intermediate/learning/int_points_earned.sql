@@ -1,14 +1,13 @@
 {#-
-    Every point a user earned up to the end of as_of_date: a lesson's points when its
-    progress is COMPLETED (earned at completed_at), an achievement's points when unlocked
-    (earned at unlocked_at).
+    Every point earned up to the end of as_of_date: a lesson's points when its progress is
+    COMPLETED (earned at completed_at), an achievement's points when unlocked (earned at
+    unlocked_at). Whose points count (users signed up by as_of_date) is decided where they
+    are summed: fct_leaderboard joins int_users_as_of once per user, after summing, rather
+    than once per fact here (at 300,000 users that join of a million facts was a fifth of
+    the model's time).
 -#}
 
-with users as (
-    select user_id from {{ ref('int_users_as_of') }}
-),
-
-lessons_completed as (
+with lessons_completed as (
     select
         progress.user_id,
         'lesson' as source,
@@ -48,4 +47,3 @@ select
     earned.earned_at,
     {{ local_date('earned.earned_at') }} as earned_date
 from earned
-inner join users on users.user_id = earned.user_id

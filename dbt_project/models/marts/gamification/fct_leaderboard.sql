@@ -17,7 +17,8 @@
 -#}
 {#-
     One row per user with points > 0 up to the end of as_of_date (lesson completions
-    and achievement unlocks, see int_points_earned). rank is RANK() over total_points
+    and achievement unlocks, see int_points_earned), among the users signed up by then
+    (the inner join with int_users_as_of, made once per user after summing). rank is RANK() over total_points
     descending: ties share a rank. display_name is masked ("Nguyễn V. A.").
     current_streak_days: consecutive active local days ending on as_of_date, or ending the
     day before when the user has not been active yet on as_of_date; otherwise 0.
@@ -31,7 +32,7 @@ points as (
     select
         user_id,
         sum(points) as total_points,
-        sum(points) filter (where earned_date > {{ as_of_date() }} - 7) as points_7d,
+        sum(points) filter (where earned_at >= {{ local_day_start(as_of_date() ~ ' - 6') }}) as points_7d,
         count(*) filter (where source = 'achievement') as achievements_count
     from {{ ref('int_points_earned') }}
     group by user_id
