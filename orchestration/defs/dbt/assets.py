@@ -1,6 +1,7 @@
 """Every dbt model as a Dagster asset (grouped by layer); dbt tests as asset checks."""
 
 import json
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from datetime import date
@@ -38,6 +39,8 @@ RAW_ACTIVITY = "raw_activity"
 """Metadata on fct_leaderboard: the point-earning raw activity it was built from."""
 
 LAYERS = ("staging", "intermediate", "marts")
+DAGSTER_LOGGER = logging.getLogger("dagster.builtin")
+"""The logger dagster-dbt writes its warnings to (dagster.get_dagster_logger())."""
 
 
 class LayeredTranslator(DagsterDbtTranslator):
@@ -121,18 +124,58 @@ def dbt_models(
             context.log.info(f"{reason}: --full-refresh")
         if config.full_refresh or reason:
             args.append("--full-refresh")
-        for event in dbt.cli(args, context=context).stream():
-            if isinstance(event, dg.Output) and _is_leaderboard(context, event.output_name):
-                event = event.with_metadata(
-                    {**event.metadata, RAW_ACTIVITY: activity.key(), "as_of_date": str(as_of)}
-                )
-            yield event
+        with UncheckedDbtTests() as unchecked:
+            for event in dbt.cli(args, context=context).stream():
+                if isinstance(event, dg.Output) and _is_leaderboard(context, event.output_name):
+                    event = event.with_metadata(
+                        {**event.metadata, RAW_ACTIVITY: activity.key(), "as_of_date": str(as_of)}
+                    )
+                yield event
+        if unchecked.tests:
+            context.log.info(unchecked.summary())
         if context.selected_asset_keys:  # models were built (not only their tests)
             record_build(url, as_of, whole=not context.is_subset)
     if not context.is_subset:  # after whole builds only, as `vedfin build` (see events_left_out)
         left_out = events_left_out(url)
         if left_out:
             context.log.warning(left_out_message(left_out))
+
+
+class UncheckedDbtTests(logging.Filter):
+    """Replaces dagster-dbt's warning per dbt test that has no asset check with one line.
+
+    dagster-dbt can attach a test to one asset only: a relationships test between two raw
+    tables (attached to neither) and the tests of raw tables no model reads (`streaks`,
+    `buddy_groups`) have no check, so it records their results as asset observations and
+    warns, in several lines, once for each in every whole build. They are meant to run:
+    they check what the platform wrote, and a failing one still fails the dbt step."""
+
+    PREFIX = "Logging an `AssetObservation` instead of an `AssetCheckResult` for dbt test `"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tests: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.PREFIX):
+            return True
+        self.tests.append(message[len(self.PREFIX) :].split("`", 1)[0])
+        return False
+
+    def __enter__(self) -> "UncheckedDbtTests":
+        DAGSTER_LOGGER.addFilter(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        DAGSTER_LOGGER.removeFilter(self)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.tests)} dbt tests without an asset check (relationships between two "
+            "raw tables, tables no model reads) passed or warned; their results are asset "
+            f"observations of the tables they test: {', '.join(sorted(self.tests))}"
+        )
 
 
 def _is_leaderboard(context: dg.AssetExecutionContext, output_name: str) -> bool:
