@@ -16,6 +16,7 @@ durations; the goals max <= interval + 30 s and a run <= 20 s at the `benchmark`
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import threading
@@ -154,12 +155,24 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, log: Path) -> RunFigure:
-    """Run ``job`` in this process, dbt's output into ``log`` (the figures stay readable)."""
+    """Run ``job`` in this process, dbt's and Dagster's output into ``log`` (the figures
+    stay readable): stdout and stderr, and the records of Python's ``dagster`` loggers,
+    which would otherwise reach a handler set up before the run (on the console)."""
     started = time.perf_counter()
-    with log.open("a") as out, contextlib.redirect_stdout(out):
-        result = defs.resolve_job_def(job).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=QUIET
-        )
+    dagster_logger = logging.getLogger("dagster")
+    with log.open("a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
+        propagate = dagster_logger.propagate
+        dagster_logger.addHandler(handler)
+        dagster_logger.propagate = False
+        try:
+            result = defs.resolve_job_def(job).execute_in_process(
+                instance=instance, raise_on_error=False, run_config=QUIET
+            )
+        finally:
+            dagster_logger.removeHandler(handler)
+            dagster_logger.propagate = propagate
     return RunFigure(job, time.perf_counter() - started, result.success)
 
 
