@@ -331,7 +331,9 @@ def test_daily_refresh_builds_what_an_outside_writer_added_and_never_writes_app(
     from orchestration.defs.dbt.assets import UncheckedDbtTests  # needs the parsed manifest
 
     assert UncheckedDbtTests.PREFIX not in output
-    unchecked = next(line for line in output.splitlines() if "without an asset check" in line)
+    lines = [line for line in output.splitlines() if "without an asset check" in line]
+    assert len(lines) == 1, lines
+    unchecked = lines[0]
     assert "source_unique_app_streaks_user_id" in unchecked
     assert "source_relationships_app_enrollments_user_id__id__source_app_users_" in unchecked
     observed = instance.fetch_observations(dg.AssetKey(["app", "streaks"]), limit=10).records

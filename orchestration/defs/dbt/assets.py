@@ -172,9 +172,11 @@ class UncheckedDbtTests(logging.Filter):
 
     def summary(self) -> str:
         return (
-            f"{len(self.tests)} dbt tests without an asset check (relationships between two "
-            "raw tables, tables no model reads) passed or warned; their results are asset "
-            f"observations of the tables they test: {', '.join(sorted(self.tests))}"
+            f"{len(self.tests)} dbt tests ran without an asset check in this run (dagster-dbt "
+            "attaches a test to one selected asset: relationships between two raw tables, "
+            "tables no model reads, tests dbt selected indirectly) and passed or warned; their "
+            "results are asset observations of the tables they test: "
+            + ", ".join(sorted(self.tests))
         )
 
 
