@@ -414,6 +414,25 @@ def test_incremental_counts_events_that_arrive_late(
     _assert_incremental_equals_full_refresh(url, "2026-11-23", marts)
 
 
+def test_a_full_refresh_vacuums_and_analyzes_the_tables_it_wrote(built_db: str) -> None:
+    """The fixture's first build after the seed was a full refresh: before it returned it
+    vacuumed and analyzed every table it wrote (a manual VACUUM sets last_vacuum, which
+    autovacuum never does), so the incremental runs after it do not compete with
+    autovacuum for those tables, and the planner has their statistics."""
+    out = BUILD_OUTPUT[built_db]
+    assert "full refresh" in out and "vacuumed and analyzed the" in out
+    with psycopg.connect(built_db) as conn:
+        rows = conn.execute(
+            """select s.relname, s.last_vacuum is not null, s.last_analyze is not null,
+                      exists (select 1 from pg_stats p
+                              where p.schemaname = s.schemaname and p.tablename = s.relname)
+               from pg_stat_user_tables s
+               where s.schemaname = 'intermediate' and s.relname = any(%s)""",
+            (list(INCREMENTAL),),
+        ).fetchall()
+    assert sorted(rows) == sorted((t, True, True, True) for t in INCREMENTAL)
+
+
 def test_an_incremental_build_never_waits_for_a_vacuum(built_db: str) -> None:
     """(Auto)vacuum holds SHARE UPDATE EXCLUSIVE on the table it cleans, and PostgreSQL
     cancels an autovacuum that a stronger lock waits for: a five-minute run that asked for

@@ -19,7 +19,9 @@ from vedfin.leaderboard import (
     Entry,
     LeaderboardReader,
     LeaderboardSettings,
+    _send,
     publish,
+    published_target,
     snapshot_meta,
 )
 
@@ -185,6 +187,60 @@ def test_a_small_change_is_published_as_a_delta(migrated_db: str, lb: Leaderboar
     # full=True sends a whole snapshot whatever changed
     assert publish(migrated_db, lb, full=True).kind == "full"
     assert snapshot_in_redis(lb) == as_snapshot(after)
+
+
+def test_a_whole_snapshot_replaces_the_record_and_counts_what_changed(
+    migrated_db: str, lb: LeaderboardSettings
+) -> None:
+    """full=True over a record: the entries that differ are counted, the record becomes
+    the mart, Redis holds it whole; the record's tables are unlogged (a cache of Redis)."""
+    before = dataset(1_000, seed=36)
+    write_mart(migrated_db, before)
+    first = publish(migrated_db, lb, full=True)
+    assert (first.kind, first.changed_rows, first.rows) == ("full", 1_000, 1_000)
+    after = reranked([(u, n, t + 5 if u % 100 == 0 else t, w) for u, n, t, w, _ in before])
+    write_mart(migrated_db, after)
+    old = {r[0]: r[1:] for r in before}
+    differing = [r for r in after if old[r[0]] != r[1:]]
+    assert 10 <= len(differing) < 1_000
+    whole = publish(migrated_db, lb, full=True)
+    assert (whole.kind, whole.changed_rows) == ("full", len(differing))
+    assert snapshot_in_redis(lb) == as_snapshot(after)
+    with psycopg.connect(migrated_db) as conn:
+        record = conn.execute(
+            "select user_id, display_name, total_points, points_7d, rank "
+            "from vedfin_meta.leaderboard_published_rows where target = %s order by user_id",
+            (published_target(lb),),
+        ).fetchall()
+        persistence = conn.execute(
+            "select relname, relpersistence from pg_class where oid in "
+            "('vedfin_meta.leaderboard_published'::regclass, "
+            "'vedfin_meta.leaderboard_published_rows'::regclass)"
+        ).fetchall()
+    assert record == sorted(after)
+    assert sorted(persistence) == [
+        ("leaderboard_published", "u"),
+        ("leaderboard_published_rows", "u"),
+    ]
+    nothing = publish(migrated_db, lb)  # the record matches: an empty delta
+    assert (nothing.kind, nothing.changed_rows) == ("delta", 0)
+
+
+def test_commands_sent_together_read_every_reply_even_after_an_error(
+    lb: LeaderboardSettings,
+) -> None:
+    """The snapshot's batches go out packed by hiredis in one round trip: an error reply
+    in the middle raises once every reply is read, the commands around it took effect,
+    and the client's next command gets its own reply."""
+    r = redis.Redis.from_url(lb.redis_url)
+    key, other = lb.key("test:send"), lb.key("test:send:other")
+    r.delete(key, other)
+    r.set(other, "a string")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        _send(r, [("ZADD", key, 1, "a"), ("HSET", other, "f", "v"), ("EXPIRE", key, 60)])
+    assert r.zscore(key, "a") == 1.0 and 0 < r.ttl(key) <= 60
+    assert r.ping() and r.get(other) == b"a string"
+    r.delete(key, other)
 
 
 def _calls(r: redis.Redis, command: str) -> int:

@@ -144,6 +144,10 @@ def test_full_pipeline_via_dagster_job_execute(
 ) -> None:
     runs = instance.get_run_records(dg.RunsFilter(job_name="full_pipeline"))
     assert [r.dagster_run.status for r in runs] == [dg.DagsterRunStatus.SUCCESS]
+    # the fresh seed made the dbt step a full refresh, which vacuumed what it wrote
+    said = [e.user_message for e in instance.all_logs(runs[0].dagster_run.run_id)]
+    assert any("--full-refresh" in m for m in said)
+    assert sum("vacuumed and analyzed the" in m for m in said) == 1
     from orchestration.defs.leaderboard.assets import FCT_LEADERBOARD, SNAPSHOT_KEY
 
     for key in (dg.AssetKey(["app", "users"]), FCT_LEADERBOARD, SNAPSHOT_KEY):

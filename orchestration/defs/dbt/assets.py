@@ -30,6 +30,7 @@ from vedfin.dbt import (
     full_refresh_reason,
     left_out_message,
     record_build,
+    vacuum_rebuilt,
 )
 from vedfin.raw import observe, point_activity
 
@@ -135,6 +136,8 @@ def dbt_models(
             context.log.info(unchecked.summary())
         if context.selected_asset_keys:  # models were built (not only their tests)
             record_build(url, as_of, whole=not context.is_subset)
+            if "--full-refresh" in args:
+                context.log.info(vacuum_rebuilt(url).describe())
     if not context.is_subset:  # after whole builds only, as `vedfin build` (see events_left_out)
         left_out = events_left_out(url)
         if left_out:
