@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import redis
@@ -85,7 +86,28 @@ def _memory_gib() -> float:
     return 0.0
 
 
+def _project_servers() -> tuple[str | None, str | None]:
+    """(host:port) of the project's own embedded PostgreSQL and Redis while they run."""
+    from vedfin.environment import environment
+    from vedfin.services import EmbeddedPostgres, EmbeddedRedis
+
+    state = (environment().vedfin_state_dir or PROJECT_ROOT / ".vedfin").resolve()
+    pg, rd = EmbeddedPostgres(state).postmaster(), EmbeddedRedis(state).running()
+    return (f"127.0.0.1:{pg[1]}" if pg else None, f"127.0.0.1:{rd[1]}" if rd else None)
+
+
+def _address(url: str) -> str:
+    if url.startswith("redis"):
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port or 6379}"
+    params = conninfo_to_dict(url)
+    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+
+
 def machine(settings: Settings) -> dict[str, Any]:
+    """The machine and the servers; a server is "embedded" when it is the project's own,
+    whether resolved by default or named by DATABASE_URL / REDIS_URL (`vedfin env`)."""
+    own_pg, own_redis = _project_servers()
     with psycopg.connect(settings.database_url) as conn:
         pg = conn.execute("select version()").fetchone()
     info = redis.Redis.from_url(settings.redis_url).info("server")
@@ -96,8 +118,9 @@ def machine(settings: Settings) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "postgresql": pg[0] if pg else "?",
         "redis": info.get("redis_version", "?"),
-        "embedded_postgres": settings.embedded_postgres,
-        "embedded_redis": settings.embedded_redis,
+        "embedded_postgres": settings.embedded_postgres
+        or _address(settings.database_url) == own_pg,
+        "embedded_redis": settings.embedded_redis or _address(settings.redis_url) == own_redis,
     }
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import scaling
 from tests.conftest import run_cli
+from vedfin.config import Settings
 
 SECTIONS = ["seed", "build", "leaderboard", "api", "freshness"]
 NAMED_STEPS = {
@@ -105,3 +106,20 @@ def test_the_median_run_keeps_its_own_figures_and_every_time() -> None:
     assert chosen["peak_rss_mib"] == 190.0  # the highest of the runs
     assert chosen["runs_seconds"] == [21.0, 15.0, 17.0]
     assert scaling.median_run(runs[:2])["seconds"] == 15.0  # the lower middle of two
+
+
+def test_the_report_calls_the_project_s_own_servers_embedded_however_they_were_named(
+    settings: Settings,
+) -> None:
+    """`eval "$(vedfin env)"` names the embedded servers in DATABASE_URL / REDIS_URL: the
+    report's machine still says embedded for them (it said external), and only for them."""
+    from dataclasses import replace
+
+    from benchmarks.report import machine
+
+    named = replace(settings, embedded_postgres=False, embedded_redis=False)
+    found = machine(named)
+    assert (found["embedded_postgres"], found["embedded_redis"]) == (
+        settings.embedded_postgres,
+        settings.embedded_redis,
+    )
