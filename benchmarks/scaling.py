@@ -279,7 +279,7 @@ def plot(scaling: Scaling, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     data = scaling.as_json()["steps"]
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 5.5))
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 7.5))
     for name, c in scaling.curves.items():
         d = data[name]
         verdict = "met" if d["met"] else "missed"
@@ -295,7 +295,8 @@ def plot(scaling: Scaling, path: Path, title: str) -> None:
     ax_m.set(xlabel="users", ylabel="peak RSS of the step's process (MiB)", title="memory")
     for ax in (ax_t, ax_m):
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        # below the axes: inside them the legend hid the lowest curve (the publish)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
