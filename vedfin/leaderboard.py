@@ -580,8 +580,8 @@ def _send(r: redis.Redis, commands: Sequence[Sequence[Arg]]) -> None:
     """Send commands in one round trip, packed by hiredis in C, and read every reply.
 
     The same as a non-transactional pipeline, without redis-py encoding each argument in
-    Python: at 182,000 entries that encoding took half of a whole publish. A connection
-    left with unread replies (an error on the way) is closed, never reused."""
+    Python: at 182,000 entries that encoding took half of a whole publish. After any error
+    the connection is closed, never reused: it may hold replies nobody read."""
     conn = r.connection_pool.get_connection()
     try:
         # hiredis's stub types the argument as a 1-tuple; it takes any number of them
