@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 import redis
@@ -40,7 +39,9 @@ from benchmarks import scaling
 from benchmarks import seed as bench_seed
 from benchmarks.seed import bench_database
 from benchmarks.stats import percentile
-from vedfin.config import PROJECT_ROOT, Settings
+from vedfin.config import PROJECT_ROOT, Settings, state_dir
+from vedfin.db import describe_target
+from vedfin.leaderboard import describe_redis
 
 console = Console(stderr=True)
 
@@ -86,22 +87,20 @@ def _memory_gib() -> float:
     return 0.0
 
 
+def _server(described: str) -> str:
+    """host:port of a server, from describe_target / describe_redis ("host:port/db")."""
+    return described.rsplit("/", 1)[0]
+
+
 def _project_servers() -> tuple[str | None, str | None]:
-    """(host:port) of the project's own embedded PostgreSQL and Redis while they run."""
-    from vedfin.environment import environment
+    """host:port of the project's own embedded PostgreSQL and Redis while they run."""
     from vedfin.services import EmbeddedPostgres, EmbeddedRedis
 
-    state = (environment().vedfin_state_dir or PROJECT_ROOT / ".vedfin").resolve()
-    pg, rd = EmbeddedPostgres(state).postmaster(), EmbeddedRedis(state).running()
-    return (f"127.0.0.1:{pg[1]}" if pg else None, f"127.0.0.1:{rd[1]}" if rd else None)
-
-
-def _address(url: str) -> str:
-    if url.startswith("redis"):
-        parts = urlsplit(url)
-        return f"{parts.hostname}:{parts.port or 6379}"
-    params = conninfo_to_dict(url)
-    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+    pg, rd = EmbeddedPostgres(state_dir()).postmaster(), EmbeddedRedis(state_dir()).running()
+    return (
+        _server(describe_target(EmbeddedPostgres(state_dir()).url(pg[1]))) if pg else None,
+        _server(describe_redis(EmbeddedRedis(state_dir()).url(rd[1]))) if rd else None,
+    )
 
 
 def machine(settings: Settings) -> dict[str, Any]:
@@ -119,8 +118,9 @@ def machine(settings: Settings) -> dict[str, Any]:
         "postgresql": pg[0] if pg else "?",
         "redis": info.get("redis_version", "?"),
         "embedded_postgres": settings.embedded_postgres
-        or _address(settings.database_url) == own_pg,
-        "embedded_redis": settings.embedded_redis or _address(settings.redis_url) == own_redis,
+        or _server(describe_target(settings.database_url)) == own_pg,
+        "embedded_redis": settings.embedded_redis
+        or _server(describe_redis(settings.redis_url)) == own_redis,
     }
 
 

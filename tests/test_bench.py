@@ -10,7 +10,6 @@ import pytest
 
 from benchmarks import scaling
 from tests.conftest import run_cli
-from vedfin.config import Settings
 
 SECTIONS = ["seed", "build", "leaderboard", "api", "freshness"]
 NAMED_STEPS = {
@@ -109,17 +108,19 @@ def test_the_median_run_keeps_its_own_figures_and_every_time() -> None:
 
 
 def test_the_report_calls_the_project_s_own_servers_embedded_however_they_were_named(
-    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`eval "$(vedfin env)"` names the embedded servers in DATABASE_URL / REDIS_URL: the
-    report's machine still says embedded for them (it said external), and only for them."""
+    report's machine still says embedded for them (it said external)."""
     from dataclasses import replace
 
     from benchmarks.report import machine
+    from vedfin.config import resolve
 
-    named = replace(settings, embedded_postgres=False, embedded_redis=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    own = resolve()  # the project's own servers, as `vedfin env` prints them
+    assert own.embedded_postgres and own.embedded_redis
+    named = replace(own, embedded_postgres=False, embedded_redis=False)
     found = machine(named)
-    assert (found["embedded_postgres"], found["embedded_redis"]) == (
-        settings.embedded_postgres,
-        settings.embedded_redis,
-    )
+    assert (found["embedded_postgres"], found["embedded_redis"]) == (True, True)

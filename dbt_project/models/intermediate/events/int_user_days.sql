@@ -32,10 +32,6 @@
 
 with
 {% if is_incremental() %}
-{%- set after = constant_of(
-    "select least(max(activity_date), " ~ as_of_date() ~ ") - " ~ var("lookback_days")
-    ~ " from " ~ this, 'date'
-) %}
 changed as (
     select user_id, local_date as activity_date
     from {{ ref('int_behavior_logs_classified') }}
@@ -44,7 +40,7 @@ changed as (
     union
     select user_id, local_date as activity_date
     from {{ ref('int_behavior_logs_classified') }}
-    where local_date > coalesce({{ after }}, '-infinity'::date)
+    where local_date > {{ incremental_window_start_date("select max(activity_date) from " ~ this) }}
         and local_date <= {{ as_of_date() }}
         and user_id is not null
 ),
