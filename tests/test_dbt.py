@@ -646,3 +646,59 @@ def test_erd_regenerates_identically_from_a_clean_build(
     assert '"APP.USER_PROGRESS" }|--|| "APP.LESSONS": id--lesson_id' in pages["erd-learning"]
     assert '"MARTS.FCT_LEADERBOARD" }|--|| "APP.USERS": id--user_id' in pages["erd-gamification"]
     assert all(p.count("```mermaid") == 1 for p in pages.values())
+
+
+def test_a_build_of_some_models_runs_their_tests_and_those_of_what_they_read_only(
+    settings: Settings,
+) -> None:
+    """indirect_selection buildable (dbt_project.yml): the five-minute run's selection
+    `+fct_leaderboard` takes the tests of fct_leaderboard and of the sources it reads, not
+    the tests of marts it does not build that happen to reference a source it reads (dbt's
+    default, eager, took dim_users' and fct_student_behavior_patterns' tests into it)."""
+    from vedfin.dbt import run_dbt
+
+    def tests(*select: str) -> set[str]:
+        args = [a for s in select for a in ("--select", s)]
+        done = run_dbt(settings, "ls", *args, "--resource-type", "test", capture=True)
+        assert done.returncode == 0, done.stdout
+        return {str(name).rsplit(".", 1)[-1] for name in done.result or []}
+
+    five_minute = tests("+fct_leaderboard")
+    assert "unique_fct_leaderboard_user_id" in five_minute
+    assert "relationships_fct_leaderboard_user_id__id__source_app_users_" in five_minute
+    assert "source_unique_app_user_progress_id" in five_minute  # a source it reads
+    assert not {t for t in five_minute if "dim_users" in t or "behavior_patterns" in t}
+    everything = tests("fqn:*")
+    assert "relationships_dim_users_user_id__id__source_app_users_" in everything
+    assert five_minute < everything
+
+
+def test_staging_views_leave_their_key_tests_to_the_source_they_rename() -> None:
+    """A staging view with no tests on its key renames its source's `id` and filters
+    nothing (no where, join, distinct or union), and that `id` carries unique and not_null
+    on the source: the view's own tests would read the same rows again."""
+    import yaml
+
+    staging = ROOT / "dbt_project" / "models" / "staging" / "app"
+    models = yaml.safe_load((staging / "_app__models.yml").read_text())["models"]
+    sources = yaml.safe_load((staging / "_app__sources.yml").read_text())["sources"][0]["tables"]
+    source_tests = {
+        t["name"]: {
+            c["name"]: {d if isinstance(d, str) else next(iter(d)) for d in c.get("data_tests", [])}
+            for c in t.get("columns", [])
+        }
+        for t in sources
+    }
+    checked = 0
+    for model in models:
+        sql_text = (staging / f"{model['name']}.sql").read_text()
+        table = re.search(r"source\('app', '(\w+)'\)", sql_text)
+        assert table, model["name"]
+        key = next(iter(model.get("columns", [])), None)
+        if key is None or key.get("data_tests"):
+            continue
+        assert re.search(rf"\bid as {key['name']}\b", sql_text), model["name"]
+        assert not re.search(r"\b(where|join|distinct|union)\b", sql_text, re.I), model["name"]
+        assert {"unique", "not_null"} <= source_tests[table.group(1)]["id"], model["name"]
+        checked += 1
+    assert checked >= 6
