@@ -96,10 +96,12 @@ def _project_servers() -> tuple[str | None, str | None]:
     """host:port of the project's own embedded PostgreSQL and Redis while they run."""
     from vedfin.services import EmbeddedPostgres, EmbeddedRedis
 
-    pg, rd = EmbeddedPostgres(state_dir()).postmaster(), EmbeddedRedis(state_dir()).running()
+    state = state_dir()
+    own_pg, own_redis = EmbeddedPostgres(state), EmbeddedRedis(state)
+    pg, rd = own_pg.postmaster(), own_redis.running()
     return (
-        _server(describe_target(EmbeddedPostgres(state_dir()).url(pg[1]))) if pg else None,
-        _server(describe_redis(EmbeddedRedis(state_dir()).url(rd[1]))) if rd else None,
+        _server(describe_target(own_pg.url(pg[1]))) if pg else None,
+        _server(describe_redis(own_redis.url(rd[1]))) if rd else None,
     )
 
 
