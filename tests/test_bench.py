@@ -124,3 +124,25 @@ def test_the_report_calls_the_project_s_own_servers_embedded_however_they_were_n
     named = replace(own, embedded_postgres=False, embedded_redis=False)
     found = machine(named)
     assert (found["embedded_postgres"], found["embedded_redis"]) == (True, True)
+
+
+def test_each_size_of_the_scaling_curve_starts_on_a_fresh_database(
+    settings: object, fresh_db: str
+) -> None:
+    """The size before leaves nothing behind: its tables, its marts, its record of the
+    published snapshot (each size's load used to truncate the last one's inside its own
+    transaction, and its marts stayed until the build)."""
+    import psycopg
+
+    with psycopg.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("create table left_behind (id int)")
+        conn.execute("insert into left_behind values (1)")
+    holding = psycopg.connect(fresh_db)  # a session still open on it is no obstacle
+    try:
+        holding.execute("select 1")
+        scaling.fresh_database(settings.database_url, fresh_db)  # type: ignore[attr-defined]
+    finally:
+        holding.close()
+    with psycopg.connect(fresh_db) as conn:
+        row = conn.execute("select to_regclass('left_behind')").fetchone()
+        assert row is not None and row[0] is None
