@@ -181,6 +181,11 @@ def fresh_database(server_url: str, url: str) -> None:
     statistics and dead space the size before left behind (its load was truncated inside
     the next size's load, its marts stayed until that size's build replaced them)."""
     name = str(conninfo_to_dict(url)["dbname"])
+    if name == conninfo_to_dict(server_url).get("dbname"):
+        raise ValueError(
+            f"the scaling curve's scratch database {name!r} is the server's own database: "
+            "refusing to drop it"
+        )
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))

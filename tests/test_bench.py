@@ -146,3 +146,10 @@ def test_each_size_of_the_scaling_curve_starts_on_a_fresh_database(
     with psycopg.connect(fresh_db) as conn:
         row = conn.execute("select to_regclass('left_behind')").fetchone()
         assert row is not None and row[0] is None
+        conn.execute("create table kept (id int)")
+        conn.commit()
+    with pytest.raises(ValueError, match="refusing to drop it"):  # never the server's own
+        scaling.fresh_database(fresh_db, fresh_db)
+    with psycopg.connect(fresh_db) as conn:
+        row = conn.execute("select to_regclass('kept')").fetchone()
+        assert row is not None and row[0] is not None
