@@ -27,7 +27,6 @@ from typing import Any
 
 import psycopg
 import redis
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 
@@ -243,10 +242,7 @@ def run_all(
     curve = scaling.measure(settings, bench_database(server, None, name=scratch), curve_sizes)
     report["scaling"] = curve.as_json()
     report["scaling"]["seconds"] = round(time.perf_counter() - t, 1)
-    with psycopg.connect(server, autocommit=True) as conn:  # gigabytes at the largest size
-        conn.execute(
-            sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(scratch))
-        )
+    scaling.drop_database(server, scratch)  # gigabytes at the largest size
     report["sections"] = [s.__dict__ for s in sections]
     report["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)

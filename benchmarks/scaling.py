@@ -58,7 +58,7 @@ from seeds_gen.live import LiveSimulator
 from seeds_gen.load import load_fresh
 from seeds_gen.scenarios import make_spec
 from vedfin.calendar import today_local
-from vedfin.config import PROJECT_ROOT, Settings, resolve
+from vedfin.config import PROJECT_ROOT, Settings, ensure_databases, resolve
 from vedfin.db import INGESTED_AT_INDEX
 from vedfin.dbt import DbtResult, build
 from vedfin.leaderboard import (
@@ -175,22 +175,28 @@ def dbt_figures(done: DbtResult) -> dict[str, Any]:
     }
 
 
-def fresh_database(server_url: str, url: str) -> None:
-    """Drop and create the database of ``url`` (not timed): every size starts on a fresh
-    database, as the issue's "every benchmark on a fresh database" asks, not on the files,
-    statistics and dead space the size before left behind (its load was truncated inside
-    the next size's load, its marts stayed until that size's build replaced them)."""
-    name = str(conninfo_to_dict(url)["dbname"])
+def drop_database(server_url: str, name: str) -> None:
+    """Drop database ``name`` on the server of ``server_url``, its sessions ended; refused
+    for the server's own database."""
     if name == conninfo_to_dict(server_url).get("dbname"):
         raise ValueError(
-            f"the scaling curve's scratch database {name!r} is the server's own database: "
+            f"the benchmark's scratch database {name!r} is the server's own database: "
             "refusing to drop it"
         )
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
             sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
         )
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+
+
+def fresh_database(server_url: str, url: str) -> None:
+    """Drop and create the database of ``url`` (not timed): every size starts on a fresh
+    database, as the issue's "every benchmark on a fresh database" asks, not on the files,
+    statistics and dead space the size before left behind (its load was truncated inside
+    the next size's load, its marts stayed until that size's build replaced them)."""
+    name = str(conninfo_to_dict(url)["dbname"])
+    drop_database(server_url, name)
+    ensure_databases(server_url, [name])
 
 
 def run_step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks import scaling
 from tests.conftest import run_cli
+from vedfin.config import Settings
 
 SECTIONS = ["seed", "build", "leaderboard", "api", "freshness"]
 NAMED_STEPS = {
@@ -127,7 +128,7 @@ def test_the_report_calls_the_project_s_own_servers_embedded_however_they_were_n
 
 
 def test_each_size_of_the_scaling_curve_starts_on_a_fresh_database(
-    settings: object, fresh_db: str
+    settings: Settings, fresh_db: str
 ) -> None:
     """The size before leaves nothing behind: its tables, its marts, its record of the
     published snapshot (each size's load used to truncate the last one's inside its own
@@ -140,7 +141,7 @@ def test_each_size_of_the_scaling_curve_starts_on_a_fresh_database(
     holding = psycopg.connect(fresh_db)  # a session still open on it is no obstacle
     try:
         holding.execute("select 1")
-        scaling.fresh_database(settings.database_url, fresh_db)  # type: ignore[attr-defined]
+        scaling.fresh_database(settings.database_url, fresh_db)
     finally:
         holding.close()
     with psycopg.connect(fresh_db) as conn:
