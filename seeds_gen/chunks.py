@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field, fields
 from datetime import date
@@ -105,7 +106,7 @@ class ChunkRows:
 def _assign_buddies(
     r: random.Random,
     params: list[UserParams],
-    starts: dict[int, list[tuple[int, int]]],
+    starts: UserSessions,
     counters: Counters,
 ) -> tuple[list[tuple[int, str, int]], list[tuple[int, int, int]], dict[int, int]]:
     """About a third of users who come back join a study group of 3-6 people."""
@@ -113,7 +114,7 @@ def _assign_buddies(
     candidates = [
         i
         for i, p in enumerate(params)
-        if p.group_id is None and len(starts.get(i, [])) >= 2 and r.random() < 0.33
+        if p.group_id is None and starts.count(i) >= 2 and r.random() < 0.33
     ]
     groups: list[tuple[int, str, int]] = []
     members: list[tuple[int, int, int]] = []
@@ -125,7 +126,7 @@ def _assign_buddies(
         counters.group += 1
         joined = []
         for i in candidates[pos : pos + size]:
-            sid, start = starts[i][1]
+            sid, start = starts.nth(i, 1)
             params[i].group_id = gid
             params[i].joined_us = start + 10 * US
             join_sid[i] = sid
@@ -193,9 +194,9 @@ def build_chunk(
         rng, cohort.params, cohort.from_us, window, counters.session, cohort.with_signup
     )
     counters.session += len(sess.sid)
-    starts = sessions_by_user(sess)
+    starts = UserSessions(sess, len(cohort.params))
     out.groups, out.members, join_sid = _assign_buddies(r, cohort.params, starts, counters)
-    study = study_events(r, cat, cohort, sess, starts, window)
+    study = study_events(r, cat, cohort, starts, window)
     user_ids = np.array([p.user_id for p in cohort.params], dtype=np.int64)
     events = session_events(rng, cat, cohort, sess, study, user_ids, window)
     unlocks = streaks_and_achievements(cat, window, cohort, events, join_sid, out)
@@ -206,47 +207,47 @@ def build_chunk(
     return out
 
 
-def sessions_by_user(sess: Sessions) -> dict[int, list[tuple[int, int]]]:
-    """Each user's (session id, start) in order, by the user's index in the chunk."""
-    starts: dict[int, list[tuple[int, int]]] = {}
-    for ui, sid, st in zip(
-        sess.user_idx.tolist(), sess.sid.tolist(), sess.start.tolist(), strict=True
-    ):
-        starts.setdefault(ui, []).append((sid, st))
-    return starts
+class UserSessions:
+    """Each user's sessions in order, by the user's index in the chunk: the chunk's sessions
+    are sorted by user, then start (``draw_sessions``), so each user's are one slice."""
+
+    def __init__(self, sess: Sessions, n_users: int) -> None:
+        bounds = np.searchsorted(sess.user_idx, np.arange(n_users + 1)).tolist()
+        self.lo, self.hi = bounds[:-1], bounds[1:]
+        self.sid: list[int] = sess.sid.tolist()
+        self.start: list[int] = sess.start.tolist()
+        self.signup: list[bool] = sess.is_signup.tolist()
+
+    def count(self, i: int) -> int:
+        return self.hi[i] - self.lo[i]
+
+    def nth(self, i: int, k: int) -> tuple[int, int]:
+        """(session id, start) of user ``i``'s ``k``-th session."""
+        j = self.lo[i] + k
+        return self.sid[j], self.start[j]
+
+    def of(self, i: int) -> list[tuple[int, int, bool]]:
+        """(session id, start, is the signup session) of each of user ``i``'s sessions."""
+        lo, hi = self.lo[i], self.hi[i]
+        return list(zip(self.sid[lo:hi], self.start[lo:hi], self.signup[lo:hi], strict=True))
 
 
 def study_events(
     r: random.Random,
     cat: Catalog,
     cohort: Cohort,
-    sess: Sessions,
-    starts: dict[int, list[tuple[int, int]]],
+    starts: UserSessions,
     window: Window,
 ) -> EventLists:
     """What each user does in the courses, session by session (``learn``)."""
     ev = EventLists()
-    signup_sid = {int(sess.user_idx[i]): int(sess.sid[i]) for i in np.nonzero(sess.is_signup)[0]}
     for i, up in enumerate(cohort.params):
-        user_sessions = [(sid, st, signup_sid.get(i) == sid) for sid, st in starts.get(i, [])]
-        learn(r, cat, up, user_sessions, cohort.states[i], ev, window.cutoff_us)
+        learn(r, cat, up, starts.of(i), cohort.states[i], ev, window.cutoff_us)
     return ev
 
 
-EVENT_KEYS = (
-    ("user", np.int64),
-    ("sid", np.int64),
-    ("etype", np.int8),
-    ("course", np.int64),
-    ("lesson", np.int64),
-    ("ts", np.int64),
-    ("dur", np.int32),
-    ("prop", np.int16),
-)
-
-
 def _columns(ev: EventLists, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.array(getattr(ev, k), dtype=like[k].dtype) for k, _ in EVENT_KEYS}
+    return {k: v.astype(like[k].dtype, copy=False) for k, v in ev.columns().items()}
 
 
 def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -272,29 +273,79 @@ def session_events(
         "sid": sess.sid[amb["sess"]],
         **{k: amb[k] for k in ("etype", "course", "lesson", "ts", "dur", "prop")},
     }
-    study_cols = {k: np.array(getattr(study, k), dtype=dtype) for k, dtype in EVENT_KEYS}
-    return _concat(ambient, study_cols)
+    return _concat(ambient, study.columns())
 
 
 def _first_event_of_each_day(
     events: dict[str, np.ndarray],
-) -> dict[int, list[tuple[int, int, int]]]:
-    """Per user: (local day, time, session) of their first event of each day, in order."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(user, local day, time, session) of each user's first event of each day, ordered by
+    user, then day."""
     order = np.lexsort((events["ts"], events["user"]))
     u_sorted = events["user"][order]
     d_sorted = local_day(events["ts"][order])
     firsts = np.r_[True, (u_sorted[1:] != u_sorted[:-1]) | (d_sorted[1:] != d_sorted[:-1])]
     f_idx = order[firsts]
-    first_of_day: dict[int, list[tuple[int, int, int]]] = {}
-    for uid, day, ts, sid in zip(
-        u_sorted[firsts].tolist(),
-        d_sorted[firsts].tolist(),
-        events["ts"][f_idx].tolist(),
-        events["sid"][f_idx].tolist(),
-        strict=True,
+    return u_sorted[firsts], d_sorted[firsts], events["ts"][f_idx], events["sid"][f_idx]
+
+
+def _advance_streaks(
+    cohort: Cohort, events: dict[str, np.ndarray]
+) -> dict[int, list[tuple[str, int, int]]]:
+    """Advance each user's streak (``cohort.streaks``) over their active days, for the whole
+    chunk at once; the streak goals each user reached, (code, time, session) in day order,
+    by the user's index in the chunk.
+
+    Day by day, a user's run grows by one on the day after their last active day, stays on
+    that same day, and starts again at 1 on any other; the longest run is the most it
+    reached; a goal is reached on the day the run equals it. Vectorised: each day's run is
+    where its stretch of consecutive days started plus the days since."""
+    users, days, ts, sids = _first_event_of_each_day(events)
+    if not len(users):
+        return {}
+    user_ids = np.array([p.user_id for p in cohort.params], dtype=np.int64)
+    sorter = np.argsort(user_ids, kind="stable")
+    ui = sorter[np.searchsorted(user_ids, users, sorter=sorter)]
+    had = np.array([sk.last_day is not None for sk in cohort.streaks], dtype=bool)
+    last0 = np.array([sk.last_day or 0 for sk in cohort.streaks], dtype=np.int64)
+    run0 = np.array([sk.run for sk in cohort.streaks], dtype=np.int64)
+    n = len(users)
+    first = np.r_[True, users[1:] != users[:-1]]
+    prev = np.r_[np.int64(0), days[:-1]]
+    # a stretch starts at each user's first day here and wherever a day is not the next one
+    starts_stretch = first | (days != prev + 1)
+    # its first run: 1, or for a user's first day here, the run it continues
+    value = np.ones(n, dtype=np.int64)
+    f = np.flatnonzero(first)
+    fu = ui[f]
+    value[f] = np.where(
+        had[fu] & (days[f] == last0[fu] + 1),
+        run0[fu] + 1,
+        np.where(had[fu] & (days[f] == last0[fu]), run0[fu], 1),
+    )
+    pos = np.arange(n)
+    stretch = np.maximum.accumulate(np.where(starts_stretch, pos, 0))
+    run = value[stretch] + (pos - stretch)
+    ends = np.r_[f[1:], n] - 1
+    longest = np.maximum.reduceat(run, f)
+    for i, last_day, last_run, most in zip(
+        fu.tolist(), days[ends].tolist(), run[ends].tolist(), longest.tolist(), strict=True
     ):
-        first_of_day.setdefault(uid, []).append((day, ts, sid))
-    return first_of_day
+        sk = cohort.streaks[i]
+        sk.last_day, sk.run, sk.longest = last_day, last_run, max(sk.longest, most)
+    reached: dict[int, list[tuple[str, int, int]]] = {}
+    hit = np.flatnonzero(np.isin(run, STREAK_GOALS))
+    for i, goal, t, sid in zip(
+        ui[hit].tolist(), run[hit].tolist(), ts[hit].tolist(), sids[hit].tolist(), strict=True
+    ):
+        reached.setdefault(i, []).append((f"streak_{goal}", t, sid))
+    return reached
+
+
+@functools.cache
+def _unlock_prop(code: str) -> int:
+    """The property code of an ``achievement_unlocked`` event (one JSON text per code)."""
+    return prop({"code": code})
 
 
 def streaks_and_achievements(
@@ -309,11 +360,11 @@ def streaks_and_achievements(
     earned (rows in ``out`` and the ``achievement_unlocked`` events returned)."""
     extra = EventLists()
     ach_id = {a.code: a.id for a in cat.achievements}
-    first_of_day = _first_event_of_each_day(events)
+    streak_unlocks = _advance_streaks(cohort, events)
     end_day = (window.end_date - EPOCH).days
     for i, up in enumerate(cohort.params):
         st, sk = cohort.states[i], cohort.streaks[i]
-        unlocks = _streak_unlocks(sk, first_of_day.get(up.user_id, []))
+        unlocks = streak_unlocks.get(i, [])
         unlocks += _learning_unlocks(st)
         if i in join_sid and up.joined_us is not None:
             unlocks.append(("buddy_up", up.joined_us, join_sid[i]))
@@ -328,9 +379,7 @@ def streaks_and_achievements(
             used.add(ts)
             st.achievements.add(code)
             out.achievements.append((up.user_id, ach_id[code], ts))
-            extra.add(
-                up.user_id, sid, EV["achievement_unlocked"], ts, prop_code=prop({"code": code})
-            )
+            extra.add(up.user_id, sid, EV["achievement_unlocked"], ts, prop_code=_unlock_prop(code))
         current = sk.run if sk.last_day is not None and sk.last_day >= end_day - 1 else 0
         last = (
             EPOCH.fromordinal(EPOCH.toordinal() + sk.last_day) if sk.last_day is not None else None
@@ -338,23 +387,6 @@ def streaks_and_achievements(
         out.streaks.append((up.user_id, current, sk.longest, last))
         out.params.append((up, sk))
     return extra
-
-
-def _streak_unlocks(
-    sk: StreakState, days: list[tuple[int, int, int]]
-) -> list[tuple[str, int, int]]:
-    unlocks = []
-    for day, ts, sid in days:
-        if sk.last_day is not None and day == sk.last_day + 1:
-            sk.run += 1
-        elif sk.last_day != day:
-            sk.run = 1
-        sk.last_day = day
-        sk.longest = max(sk.longest, sk.run)
-        for goal in STREAK_GOALS:
-            if sk.run == goal:
-                unlocks.append((f"streak_{goal}", ts, sid))
-    return unlocks
 
 
 def _learning_unlocks(st: LearnState) -> list[tuple[str, int, int]]:

@@ -134,18 +134,28 @@ class Window:
         return (self.end_date - self.start_date).days + 1
 
 
-@dataclass
-class EventLists:
-    """Columnar event buffers for the per-user loop."""
+EVENT_COLUMNS = (
+    ("user", np.int64),
+    ("sid", np.int64),
+    ("etype", np.int8),
+    ("course", np.int64),
+    ("lesson", np.int64),
+    ("ts", np.int64),
+    ("dur", np.int32),
+    ("prop", np.int16),
+)
+"""The generated event columns and their types, in the order ``EventLists.add`` keeps them."""
 
-    user: list[int] = field(default_factory=list)
-    sid: list[int] = field(default_factory=list)
-    etype: list[int] = field(default_factory=list)
-    course: list[int] = field(default_factory=list)
-    lesson: list[int] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)
-    dur: list[int] = field(default_factory=list)
-    prop: list[int] = field(default_factory=list)
+
+class EventLists:
+    """The events of the per-user loop, one tuple each (one append per event: this is the
+    generator's hot path), turned into columns once at the end (``columns``)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int, int, int, int, int, int, int]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
     def add(
         self,
@@ -158,14 +168,12 @@ class EventLists:
         dur: int = -1,
         prop_code: int = -1,
     ) -> None:
-        self.user.append(user)
-        self.sid.append(sid)
-        self.etype.append(etype)
-        self.course.append(course)
-        self.lesson.append(lesson)
-        self.ts.append(ts)
-        self.dur.append(dur)
-        self.prop.append(prop_code)
+        self.rows.append((user, sid, etype, course, lesson, ts, dur, prop_code))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Each of ``EVENT_COLUMNS`` as an array of its type."""
+        table = np.array(self.rows, dtype=np.int64).reshape(len(self.rows), len(EVENT_COLUMNS))
+        return {k: table[:, j].astype(dtype) for j, (k, dtype) in enumerate(EVENT_COLUMNS)}
 
 
 @dataclass
@@ -257,6 +265,8 @@ class Catalog:
             dtype=np.int64,
         )
         self.achievement_by_code = {a.code: a for a in achievements}
+        #: (persona, completed a beginner course?, an intermediate one?) -> course weights
+        self.weights: dict[tuple[int, bool, bool], list[tuple[Course, float]]] = {}
 
 
 # ---------------------------------------------------------------------------- users
@@ -334,35 +344,56 @@ def new_user_rows(
     names = make_people(rng, ids, gender)
     rows: list[UserRow] = []
     params: list[UserParams] = []
-    for i in range(n):
-        p = pools.personas[persona[i]]
+    personas, provinces, channels = pools.personas, pools.provinces.values, pools.channels.values
+    for (uid, pi, prov, ch, dev, ub, eng, until, pa, lrn, mc, su, dl, dat), nm in zip(
+        zip(
+            ids.tolist(),
+            persona.tolist(),
+            province.tolist(),
+            channel.tolist(),
+            device.tolist(),
+            u_birth.tolist(),
+            engagement.tolist(),
+            active_until.tolist(),
+            p_active.tolist(),
+            learner.tolist(),
+            max_courses.tolist(),
+            signup.tolist(),
+            deleted.tolist(),
+            deleted_at.tolist(),
+            strict=True,
+        ),
+        names,
+        strict=True,
+    ):
+        p = personas[pi]
         lo, hi = p.birth_years
         rows.append(
             UserRow(
-                int(ids[i]),
-                names[i]["email"],
-                names[i]["full_name"],
-                names[i]["phone"],
-                names[i]["gender"],
-                pools.provinces.values[province[i]],
-                int(lo + u_birth[i] * (hi - lo + 1)),
+                uid,
+                nm["email"],
+                nm["full_name"],
+                nm["phone"],
+                nm["gender"],
+                provinces[prov],
+                int(lo + ub * (hi - lo + 1)),
                 p.code,
-                pools.channels.values[channel[i]],
-                int(signup[i]),
-                int(deleted_at[i]) if deleted[i] else None,
+                channels[ch],
+                su,
+                dat if dl else None,
             )
         )
         params.append(
             UserParams(
-                user_id=int(ids[i]),
-                signup_us=int(signup[i]),
-                persona=int(persona[i]),
-                engagement=float(engagement[i]),
-                active_until_us=int(active_until[i]),
-                p_active=float(p_active[i]),
-                learner=bool(learner[i]),
-                max_courses=int(max_courses[i]),
-                device=int(device[i]),
+                user_id=uid,
+                signup_us=su,
+                persona=pi,
+                engagement=eng,
+                active_until_us=until,
+                p_active=pa,
+                learner=lrn,
+                max_courses=mc,
+                device=dev,
             )
         )
     return rows, params
@@ -435,25 +466,40 @@ def draw_sessions(
 # ---------------------------------------------------------------------------- learning
 
 
+def _course_weights(
+    cat: Catalog, persona_idx: int, done_beginner: bool, done_intermediate: bool
+) -> list[tuple[Course, float]]:
+    """Each course with its weight for a persona that has or has not completed a beginner
+    and an intermediate course (computed once per such case, in ``cat.weights``)."""
+    key = (persona_idx, done_beginner, done_intermediate)
+    table = cat.weights.get(key)
+    if table is not None:
+        return table
+    pers = people().personas[persona_idx]
+    table = []
+    for c in cat.courses:
+        w = pers.categories.get(c.category, 0.3)
+        if c.level == "INTERMEDIATE":
+            w *= 1.2 if done_beginner else 0.5
+        elif c.level == "EXPERT":
+            w *= 1.5 if done_intermediate else (0.35 if pers.code == "aspiring_investor" else 0.15)
+        table.append((c, w))
+    cat.weights[key] = table
+    return table
+
+
 def _pick_course(
     r: random.Random, cat: Catalog, persona_idx: int, st: LearnState, t: int
 ) -> Course | None:
-    pers = people().personas[persona_idx]
     done_levels = {cat.by_id[c].level for c in st.completed_courses}
     weights = []
     options = []
-    for c in cat.courses:
-        if c.id in st.enrolled or cat.published_us[c.id] > t:
+    published = cat.published_us
+    for c, w in _course_weights(
+        cat, persona_idx, "BEGINNER" in done_levels, "INTERMEDIATE" in done_levels
+    ):
+        if c.id in st.enrolled or published[c.id] > t:
             continue
-        w = pers.categories.get(c.category, 0.3)
-        if c.level == "INTERMEDIATE":
-            w *= 1.2 if "BEGINNER" in done_levels else 0.5
-        elif c.level == "EXPERT":
-            w *= (
-                1.5
-                if "INTERMEDIATE" in done_levels
-                else (0.35 if pers.code == "aspiring_investor" else 0.15)
-            )
         options.append(c)
         weights.append(w)
     if not options:
@@ -480,9 +526,15 @@ def learn(
 ) -> None:
     """Walk one user's sessions: in each, maybe enroll in a course, then maybe study one of
     the open courses for a lesson or a few (``study_lesson``), emitting their events."""
+    rand = r.random
+    if not up.learner and not st.enrolled:
+        # never enrolls, nothing to study: each session only draws its start offset
+        for _ in sessions:
+            rand()
+        return
     p_study = min(0.25 + 0.3 * up.engagement, 0.92)
     for sid, t0, is_signup in sessions:
-        t = t0 + int(r.uniform(15, 90) * US)
+        t = t0 + int((15 + 75 * rand()) * US)  # r.uniform(15, 90), inlined (the same draw)
         if t + 10 * MIN_US > cutoff:  # nothing is learned in the last minutes before the cutoff
             continue
         open_courses = [
@@ -740,6 +792,7 @@ def ambient_events(
 __all__ = [
     "EVENT_TYPES",
     "Catalog",
+    "EVENT_COLUMNS",
     "EventLists",
     "LearnState",
     "Progress",
