@@ -169,7 +169,7 @@ def encode_rows(layout: Layout, rows: list[Row]) -> bytes:
 class EncodedChunk:
     """One chunk of generated rows, encoded for COPY (events binary, the other tables text)."""
 
-    events: bytes
+    events: memoryview
     n_events: int
     users: int
     tables: dict[str, bytes]
