@@ -147,7 +147,7 @@ def encode_events(
     for layout, s, e in zip(layouts, starts, ends, strict=True):
         offset = layout.fill(buf, offset, columns, s, e)
     # no copy: COPY sends it in slices of this view (slices of bytes would each be copied)
-    return memoryview(buf)
+    return buf.data
 
 
 def ts_text(values: Sequence[int | None]) -> list[str | None]:
