@@ -10,9 +10,10 @@ afresh for that size (``fresh_database``, not timed):
 5. ``publish``: a whole snapshot published alone (``full=True``), as the daily job
    publishes after its build, ``PUBLISH_RUNS`` times in a row; the curve takes the median
    run. The record of what the last snapshot held
-   (``vedfin_meta.leaderboard_published_rows``) is emptied before each (not timed), so
-   every entry is new and each run and size does the same work; before, the record held
-   the last size's entries and each size's publish replaced them;
+   (``vedfin_meta.leaderboard_published_rows``) is emptied and vacuumed before each (not
+   timed), so every entry is new and each run and size does the same work; before, the
+   record held the last size's entries and each size's publish replaced them, and then
+   each run inserted over the rows deleted for the runs before it;
 6. the simulator writes a few more events (fixed);
 7. ``five-minute run``: what the sensor's run does, ``+fct_leaderboard`` built
    incrementally, then the snapshot published to Redis: as on a running platform, Redis
@@ -107,6 +108,10 @@ def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
             if row and row[0]:
                 for table in (PUBLISHED_ROWS, PUBLISHED):
                     conn.execute(f"delete from {table} where target = %s", (published_target(lb),))
+                    # and vacuumed, as a platform's record is when it has none: the rows
+                    # deleted here would otherwise pile up run after run (five runs: five
+                    # times the entries) under the next run's inserts
+                    conn.execute(f"vacuum {table}")
     started = time.perf_counter()
     extra: dict[str, Any] = {}
     if name == "generate+load":

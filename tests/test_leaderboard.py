@@ -192,21 +192,31 @@ def test_a_small_change_is_published_as_a_delta(migrated_db: str, lb: Leaderboar
 def test_a_whole_snapshot_replaces_the_record_and_counts_what_changed(
     migrated_db: str, lb: LeaderboardSettings
 ) -> None:
-    """full=True over a record: the entries that differ are counted, the record becomes
-    the mart, Redis holds it whole; the record's tables are unlogged (a cache of Redis)."""
+    """full=True over a record: the entries that differ (changed, gone, new) are counted
+    and only they are written, the record becomes the mart, Redis holds it whole; the
+    record's tables are unlogged (a cache of Redis)."""
     before = dataset(1_000, seed=36)
     write_mart(migrated_db, before)
     first = publish(migrated_db, lb, full=True)
     assert (first.kind, first.changed_rows, first.rows) == ("full", 1_000, 1_000)
-    after = reranked([(u, n, t + 5 if u % 100 == 0 else t, w) for u, n, t, w, _ in before])
+    record_sql = (
+        "select user_id, xmin::text from vedfin_meta.leaderboard_published_rows where target = %s"
+    )
+    with psycopg.connect(migrated_db) as conn:
+        written = dict(conn.execute(record_sql, (published_target(lb),)).fetchall())
+    # every 100th user gains points, users 1-7 leave, 1001-1009 arrive
+    kept = [(u, n, t + 5 if u % 100 == 0 else t, w) for u, n, t, w, _ in before if u > 7]
+    arrived = [(u, f"Trần T. {chr(65 + u % 26)}.", 30, 10) for u in range(1_001, 1_010)]
+    after = reranked(kept + arrived)
     write_mart(migrated_db, after)
     old = {r[0]: r[1:] for r in before}
-    differing = [r for r in after if old[r[0]] != r[1:]]
+    differing = [r for r in after if old.get(r[0]) != r[1:]]
     assert 10 <= len(differing) < 1_000
     whole = publish(migrated_db, lb, full=True)
-    assert (whole.kind, whole.changed_rows) == ("full", len(differing))
+    assert (whole.kind, whole.changed_rows, whole.rows) == ("full", len(differing) + 7, 1_002)
     assert snapshot_in_redis(lb) == as_snapshot(after)
     with psycopg.connect(migrated_db) as conn:
+        rewritten = dict(conn.execute(record_sql, (published_target(lb),)).fetchall())
         record = conn.execute(
             "select user_id, display_name, total_points, points_7d, rank "
             "from vedfin_meta.leaderboard_published_rows where target = %s order by user_id",
@@ -217,6 +227,9 @@ def test_a_whole_snapshot_replaces_the_record_and_counts_what_changed(
             "('vedfin_meta.leaderboard_published'::regclass, "
             "'vedfin_meta.leaderboard_published_rows'::regclass)"
         ).fetchall()
+    # the entries that did not change kept their rows (same row version), the others not
+    untouched = {u for u in rewritten if u in written and rewritten[u] == written[u]}
+    assert untouched == {r[0] for r in after} - {r[0] for r in differing}
     assert record == sorted(after)
     assert sorted(persistence) == [
         ("leaderboard_published", "u"),

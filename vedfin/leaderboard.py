@@ -390,38 +390,52 @@ def _publish_recorded(
 
 
 def _replace_record(conn: psycopg.Connection, target: dict[str, str]) -> int:
-    """The record of ``target`` replaced by the mart's entries, for a whole snapshot;
+    """The record of ``target`` made equal to the mart's entries, for a whole snapshot;
     returns how many entries differ from what it held (every one when it held none).
 
-    No difference table, no profile JSON here: the snapshot takes its entries from the
-    record as it streams them. Inserted in user_id order, each key goes to the end of the
-    record's index."""
+    Only those are written: the entries gone are deleted, the changed ones updated, the
+    new ones inserted (in user_id order, each key to the end of the record's index). An
+    entry that did not change keeps its row: deleting and inserting every row made each
+    insert check its key against the row just deleted, and left the whole record dead for
+    vacuum. No difference table, no profile JSON here: the snapshot takes its entries from
+    the record as it streams them."""
     held = conn.execute(
         f"select exists (select 1 from {PUBLISHED_ROWS} where target = %(target)s)", target
     ).fetchone()
-    changed: int | None = None
+    changed = 0
     if held and held[0]:
-        row = conn.execute(
-            f"""select count(*) from marts.fct_leaderboard as mart
-                full join (
-                    select user_id, total_points, points_7d, display_name, rank
-                    from {PUBLISHED_ROWS} where target = %(target)s
-                ) as sent using (user_id)
-                where (mart.total_points, mart.points_7d, mart.display_name, mart.rank)
+        changed += conn.execute(
+            f"""delete from {PUBLISHED_ROWS} as sent
+                where sent.target = %(target)s and not exists (
+                    select 1 from marts.fct_leaderboard as mart where mart.user_id = sent.user_id
+                )""",
+            target,
+        ).rowcount
+        changed += conn.execute(
+            f"""update {PUBLISHED_ROWS} as sent
+                set total_points = mart.total_points, points_7d = mart.points_7d,
+                    display_name = mart.display_name, rank = mart.rank
+                from marts.fct_leaderboard as mart
+                where sent.target = %(target)s and sent.user_id = mart.user_id
+                    and (mart.total_points, mart.points_7d, mart.display_name, mart.rank)
                     is distinct from
                     (sent.total_points, sent.points_7d, sent.display_name, sent.rank)""",
             target,
-        ).fetchone()
-        changed = int(row[0]) if row else 0
-        conn.execute(f"delete from {PUBLISHED_ROWS} where target = %(target)s", target)
-    cur = conn.execute(
+        ).rowcount
+        new_only = (
+            f"where not exists (select 1 from {PUBLISHED_ROWS} as sent "
+            "where sent.target = %(target)s and sent.user_id = mart.user_id) "
+        )
+    else:
+        new_only = ""
+    changed += conn.execute(
         f"insert into {PUBLISHED_ROWS} "
         "(target, user_id, total_points, points_7d, display_name, rank) "
         "select %(target)s, user_id, total_points, points_7d, display_name, rank "
-        "from marts.fct_leaderboard order by user_id",
+        f"from marts.fct_leaderboard as mart {new_only}order by user_id",
         target,
-    )
-    return cur.rowcount if changed is None else changed
+    ).rowcount
+    return changed
 
 
 def _meta(
