@@ -240,28 +240,7 @@ def catalog_from_rows(
 ) -> Catalog:
     """A generator ``Catalog`` of the courses found in the database (not the reference
     files), so the generator's course-choice rules run unchanged on any dataset."""
-    cat = Catalog.__new__(Catalog)
-    cat.version = "database"
-    cat.courses = tuple(courses)
-    cat.achievements = achievements
-    cat.by_id = {c.id: c for c in courses}
-    cat.lesson_by_id = {lsn.id: lsn for c in courses for lsn in c.lessons}
-    cat.published_us = dict(published_us)
-    cat.course_ids = np.array([c.id for c in courses], dtype=np.int64)
-    cat.course_pub = np.array([published_us[c.id] for c in courses], dtype=np.int64)
-    cat.persona_course_cdf = []
-    for persona in people().personas:
-        w = np.array([persona.categories.get(c.category, 0.3) for c in courses])
-        cat.persona_course_cdf.append(np.cumsum(w) / w.sum())
-    cat.preview_lesson = np.array(
-        [
-            next((lsn.id for lsn in c.lessons if lsn.content_type == "video"), c.lessons[0].id)
-            for c in courses
-        ],
-        dtype=np.int64,
-    )
-    cat.achievement_by_code = {a.code: a for a in achievements}
-    return cat
+    return Catalog.of(courses, published_us, achievements, "database")
 
 
 # ---------------------------------------------------------------------------- loading

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
@@ -23,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from seeds_gen.people import make_people
-from seeds_gen.reference import EV, EVENT_TYPES, Course, Lesson, catalog, people
+from seeds_gen.reference import EV, EVENT_TYPES, Achievement, Course, Lesson, catalog, people
 from vedfin.calendar import ZONE
 
 US = 1_000_000
@@ -233,23 +234,48 @@ class Catalog:
 
     def __init__(self, n_courses: int, window: Window) -> None:
         courses, achievements, version = catalog()
-        self.version = version
-        self.courses: tuple[Course, ...] = courses[:n_courses]
-        self.achievements = achievements
-        self.by_id = {c.id: c for c in self.courses}
-        self.lesson_by_id: dict[int, Lesson] = {
-            lesson.id: lesson for c in self.courses for lesson in c.lessons
-        }
+        chosen = courses[:n_courses]
         # Most courses exist before the window; the newest few are released during it.
-        self.published_us: dict[int, int] = {}
-        n = len(self.courses)
-        for i, c in enumerate(self.courses):
+        published_us: dict[int, int] = {}
+        n = len(chosen)
+        for i, c in enumerate(chosen):
             if n > 5 and i >= n - 2:
                 frac = 0.35 if i == n - 2 else 0.6
                 day = window.start_date + timedelta(days=int(window.days * frac))
             else:
                 day = window.start_date - timedelta(days=30 + 7 * (n - i))
-            self.published_us[c.id] = local_midnight_us(day) + 9 * HOUR_US
+            published_us[c.id] = local_midnight_us(day) + 9 * HOUR_US
+        self._index(chosen, published_us, achievements, version)
+
+    @classmethod
+    def of(
+        cls,
+        courses: Sequence[Course],
+        published_us: dict[int, int],
+        achievements: tuple[Achievement, ...],
+        version: str,
+    ) -> Catalog:
+        """A catalogue of the given courses (those of a database, say), not the reference
+        files', with the same lookup tables."""
+        cat = cls.__new__(cls)
+        cat._index(courses, published_us, achievements, version)
+        return cat
+
+    def _index(
+        self,
+        courses: Sequence[Course],
+        published_us: dict[int, int],
+        achievements: tuple[Achievement, ...],
+        version: str,
+    ) -> None:
+        self.version = version
+        self.courses: tuple[Course, ...] = tuple(courses)
+        self.achievements = achievements
+        self.by_id = {c.id: c for c in self.courses}
+        self.lesson_by_id: dict[int, Lesson] = {
+            lesson.id: lesson for c in self.courses for lesson in c.lessons
+        }
+        self.published_us = dict(published_us)
         self.course_ids = np.array([c.id for c in self.courses], dtype=np.int64)
         self.course_pub = np.array([self.published_us[c.id] for c in self.courses], dtype=np.int64)
         pools = people()
