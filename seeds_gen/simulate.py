@@ -135,7 +135,7 @@ class Window:
         return (self.end_date - self.start_date).days + 1
 
 
-EVENT_COLUMNS = (
+EVENT_KEYS = (
     ("user", np.int64),
     ("sid", np.int64),
     ("etype", np.int8),
@@ -145,7 +145,8 @@ EVENT_COLUMNS = (
     ("dur", np.int32),
     ("prop", np.int16),
 )
-"""The generated event columns and their types, in the order ``EventLists.add`` keeps them."""
+"""The generated event fields and their types, in the order ``EventLists.add`` keeps them
+(not the table's columns: those are ``seeds_gen.pgcopy.EVENT_COLUMNS``)."""
 
 
 class EventLists:
@@ -154,9 +155,6 @@ class EventLists:
 
     def __init__(self) -> None:
         self.rows: list[tuple[int, int, int, int, int, int, int, int]] = []
-
-    def __len__(self) -> int:
-        return len(self.rows)
 
     def add(
         self,
@@ -172,9 +170,9 @@ class EventLists:
         self.rows.append((user, sid, etype, course, lesson, ts, dur, prop_code))
 
     def columns(self) -> dict[str, np.ndarray]:
-        """Each of ``EVENT_COLUMNS`` as an array of its type."""
-        table = np.array(self.rows, dtype=np.int64).reshape(len(self.rows), len(EVENT_COLUMNS))
-        return {k: table[:, j].astype(dtype) for j, (k, dtype) in enumerate(EVENT_COLUMNS)}
+        """Each of ``EVENT_KEYS`` as an array of its type."""
+        table = np.array(self.rows, dtype=np.int64).reshape(len(self.rows), len(EVENT_KEYS))
+        return {k: table[:, j].astype(dtype) for j, (k, dtype) in enumerate(EVENT_KEYS)}
 
 
 @dataclass
@@ -818,7 +816,6 @@ def ambient_events(
 __all__ = [
     "EVENT_TYPES",
     "Catalog",
-    "EVENT_COLUMNS",
     "EventLists",
     "LearnState",
     "Progress",
