@@ -132,7 +132,7 @@ nocodb-up: ## NocoDB (compose profile admin) as the admin-browser role of VEDFIN
 nocodb-down: ## Stop NocoDB and its init container
 	$(COMPOSE) --profile admin stop nocodb nocodb-init
 
-bench: install ## Every benchmark and the scaling curve: bench/REPORT.md, report.json, scaling.png
+bench: install ## Every benchmark, the scaling and history curves: bench/REPORT.md, report.json, scaling.png, history.png
 	@$(VEDFIN) up
 	@$(VEDFIN) bench all
 

@@ -3,9 +3,10 @@
 On the resolved servers, each benchmark in its scratch database: seed (generator vs the
 PostgreSQL-alone ceiling and the naive way, memory), build (full vs incremental, BI reads),
 leaderboard (publish, reads, hit rate), api (the typed API under 8 callers), freshness
-(write-to-Redis latency with the sensor), and the scaling curve (benchmarks/scaling.py).
-Writes ``report.json`` (every figure with its target or baseline from the same run, and
-the machine), ``REPORT.md`` and ``scaling.png`` into the output folder.
+(write-to-Redis latency with the sensor), the scaling curve (more users) and the history
+curve (the same users, longer histories; both in benchmarks/scaling.py). Writes
+``report.json`` (every figure with its target or baseline from the same run, and the
+machine), ``REPORT.md``, ``scaling.png`` and ``history.png`` into the output folder.
 
 ``--quick`` runs the same code on tiny sizes (the test scenario's order: seconds per
 benchmark) so that CI keeps every benchmark working; its figures prove nothing about
@@ -60,12 +61,14 @@ class Sizes:
     freshness_interval: int
     freshness_intervals: int
     scaling: list[int]
+    history_users: int
+    history_days: list[int]
 
 
 FULL = Sizes(40_000, [10_000, 100_000], 20_000, None, 10, [10_000, 100_000], 2000, None, 20,
-             None, 20, 6, [1_000, 10_000, 100_000])  # fmt: skip
+             None, 20, 6, [1_000, 10_000, 100_000], 30_000, [30, 120, 960])  # fmt: skip
 QUICK = Sizes(1_000, [200, 2_000], 1_000, 300, 1, [1_000], 200, 300, 2, 300, 5, 2,
-              [100, 300, 1_000])  # fmt: skip
+              [100, 300, 1_000], 100, [10, 20, 40])  # fmt: skip
 
 
 @dataclass
@@ -243,12 +246,30 @@ def run_all(
     report["scaling"] = curve.as_json()
     report["scaling"]["seconds"] = round(time.perf_counter() - t, 1)
     scaling.drop_database(server, scratch)  # gigabytes at the largest size
+    console.rule("[bold]history curve")
+    t = time.perf_counter()
+    scratch = "vedfin_bench_history"
+    history = scaling.measure_history(
+        settings, bench_database(server, None, name=scratch), sizes.history_users,
+        sizes.history_days,
+    )  # fmt: skip
+    report["history"] = history.as_json() | {
+        "users": sizes.history_users,
+        "days": sorted(set(sizes.history_days)),
+        "seconds": round(time.perf_counter() - t, 1),
+    }
+    scaling.drop_database(server, scratch)
     report["sections"] = [s.__dict__ for s in sections]
     report["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     server_name = report["machine"]["postgresql"].split(" on ")[0]
     title = f"vedfin scaling curve ({report['machine']['cores']} cores, {server_name}, "
     scaling.plot(curve, out / "scaling.png", title + f"{report['generated_at']})")
+    scaling.plot(
+        history, out / "history.png",
+        f"vedfin history curve: {sizes.history_users:,} users, "
+        + title.removeprefix("vedfin scaling curve (") + f"{report['generated_at']})",
+    )  # fmt: skip
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "REPORT.md").write_text(markdown(report))
     return report
@@ -313,7 +334,19 @@ def markdown(report: dict[str, Any]) -> str:
         "slope between the two largest sizes alone, where fixed costs weigh least. A curve "
         "meets its goal when both are within it.",
         "",
-        "| step | " + " | ".join(f"{n:,} users" for n in sizes) + " | exponent (time) | "
+    ]
+    lines += _curve_table(sc, [f"{n:,} users" for n in sizes])
+    lines += _where_time_goes(sc, [f"{n:,} users" for n in sizes])
+    if "history" in report:
+        lines += _history(report["history"])
+    return "\n".join(lines)
+
+
+def _curve_table(sc: dict[str, Any], labels: list[str]) -> list[str]:
+    """Each curve's points, its exponents and its verdict."""
+    sizes = sc["sizes"]
+    lines = [
+        "| step | " + " | ".join(labels) + " | exponent (time) | "
         "between the two largest | goal | | exponent (memory) |",
         "|---|" + "---|" * len(sizes) + "---|---|---|---|---|",
     ]
@@ -329,8 +362,40 @@ def markdown(report: dict[str, Any]) -> str:
             f"<= {d['goal_exponent']} | {met} | {d['exponent_memory']:.2f} |"
         )
     lines.append("")
-    lines += _where_time_goes(sc)
-    return "\n".join(lines)
+    return lines
+
+
+def _history(hc: dict[str, Any]) -> list[str]:
+    labels = [f"{d:,} days, {e:,} events" for d, e in zip(hc["days"], hc["sizes"], strict=True)]
+    lines = [
+        f"## History curve ({hc['seconds']:.0f} s)",
+        "",
+        "![history curve](history.png)",
+        "",
+        f"The same {hc['users']:,} users at every point, with a longer history each time: "
+        f"the benchmark scenario over {', '.join(f'{d:,}' for d in hc['days'])} days, each "
+        "in a fresh database, then the steps of the scaling curve with the same new data "
+        f"({scaling.DAILY_EVENTS} events before the daily build, "
+        f"{scaling.FIVE_MINUTE_EVENTS} before each five-minute run, the median of "
+        f"{scaling.FIVE_MINUTE_RUNS}), on the contract's indexes alone. Exponents against "
+        "the events loaded (the total size). Against users, the daily build and the "
+        "five-minute run also grow with what the contract makes every user carry (figures "
+        "a new as-of date moves); here the users stay the same and only the history grows.",
+        "",
+    ]
+    built = hc["steps"]["full build"]["details"]
+    if all("mau" in n for n in built):
+        lines += [
+            "Users active at the last date built (DAU / WAU / MAU), at each length: "
+            + "; ".join(f"{n['days']:,} days {n['dau']:,} / {n['wau']:,} / {n['mau']:,}"
+                        for n in built)
+            + ". A longer history spreads the same users' signups over more days, so "
+            "fewer of them are still active at its end.",
+            "",
+        ]  # fmt: skip
+    lines += _curve_table(hc, labels)
+    lines += _where_time_goes(hc, labels)
+    return lines
 
 
 def _growth_row(step: str, part: str, values: list[float]) -> str:
@@ -339,7 +404,7 @@ def _growth_row(step: str, part: str, values: list[float]) -> str:
     return f"| {step} | {part} | {cells} | {growth} |"
 
 
-def _where_time_goes(sc: dict[str, Any], top: int = 6) -> list[str]:
+def _where_time_goes(sc: dict[str, Any], labels: list[str], top: int = 6) -> list[str]:
     """For each dbt step, its time at the two largest sizes split into dbt's elapsed time,
     the slowest models (their own times; dbt runs several at once) and the tests."""
     sizes = sc["sizes"][-2:]
@@ -356,7 +421,7 @@ def _where_time_goes(sc: dict[str, Any], top: int = 6) -> list[str]:
         "the record kept in PostgreSQL being compared and updated (connecting included), "
         "before the snapshot goes to Redis.",
         "",
-        "| step | part | " + " | ".join(f"{n:,} users" for n in sizes) + " | growth |",
+        "| step | part | " + " | ".join(labels[-2:]) + " | growth |",
         "|---|---|" + "---|" * len(sizes) + "---|",
     ]
     for name, d in sc["steps"].items():
@@ -393,8 +458,8 @@ def _where_time_goes(sc: dict[str, Any], top: int = 6) -> list[str]:
         lines += [_growth_row(name, label, values) for label, values in parts]
     lines += [
         "",
-        f"Users grow {sizes[-1] / sizes[0]:.1f}x between these sizes; a part that grows "
-        "as much grows with the data.",
+        f"The {sc.get('axis', 'users')} grow {sizes[-1] / sizes[0]:.1f}x between these sizes; "
+        "a part that grows as much grows with the data.",
         "",
     ]
     return lines

@@ -30,6 +30,12 @@ afresh for that size (``fresh_database``, not timed):
    times, on the platform that followed that advice: the arrivals since the last run
    are an index range instead of a scan of the whole log.
 
+The history curve (``measure_history``) holds the users constant (30,000 by default) and
+lengthens the history they made (30, 120 and 960 days): steps 1 to 4, 6 and 7 at each
+length, against the events loaded. Against users, the daily build and the five-minute run
+grow because the contract gives every user figures that a new as-of date moves; against
+history alone, at the same users, they should not.
+
 Each step runs in a child process of its own (``python -m benchmarks.scaling STEP ...``)
 that reports its time and its peak RSS (VmHWM: the process's own, see
 ``benchmarks.stats.peak_rss_mib``; the PostgreSQL server's memory is not in it). A
@@ -93,8 +99,11 @@ RUNS = {**dict.fromkeys(FIVE_MINUTE_STEPS, FIVE_MINUTE_RUNS), "publish": PUBLISH
 the median run (single measurements of a second or less moved by up to 1.5x between runs)."""
 
 
-def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
-    """Run one step here (in the child) and return its figures."""
+def _step(
+    name: str, url: str, users: int, redis_url: str, days: int | None = None
+) -> dict[str, Any]:
+    """Run one step here (in the child) and return its figures. ``days``: the history the
+    load generates (default: the benchmark scenario's 180 days)."""
     settings = replace(resolve(start=False), database_url=url, redis_url=redis_url)
     today = today_local()
     lb = LeaderboardSettings(redis_url, prefix="vedfin_bench_scaling:", target="dev")
@@ -115,9 +124,8 @@ def _step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
     started = time.perf_counter()
     extra: dict[str, Any] = {}
     if name == "generate+load":
-        result = load_fresh(
-            url, make_spec("benchmark", users=users, end_date=today - timedelta(days=1)), reset=True
-        )
+        spec = make_spec("benchmark", users=users, days=days, end_date=today - timedelta(days=1))
+        result = load_fresh(url, spec, reset=True)
         extra = {
             "rows": result.total_rows,
             "events": result.rows["behavior_logs"],
@@ -204,9 +212,12 @@ def fresh_database(server_url: str, url: str) -> None:
     ensure_databases(server_url, [name])
 
 
-def run_step(name: str, url: str, users: int, redis_url: str) -> dict[str, Any]:
+def run_step(
+    name: str, url: str, users: int, redis_url: str, days: int | None = None
+) -> dict[str, Any]:
     """The step in a child process: its own peak RSS."""
     args = [sys.executable, "-m", "benchmarks.scaling", name, url, str(users), redis_url]
+    args += [str(days)] if days is not None else []
     done = subprocess.run(args, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(
@@ -246,9 +257,10 @@ class Curve:
 class Scaling:
     sizes: list[int]
     curves: dict[str, Curve]
+    axis: str = "users"  # what the sizes count: users, or the events of a history curve
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"sizes": self.sizes, "steps": {}}
+        out: dict[str, Any] = {"sizes": self.sizes, "axis": self.axis, "steps": {}}
         for name, c in self.curves.items():
             e_t = exponent(self.sizes, c.seconds)
             tail = exponent(self.sizes[-2:], c.seconds[-2:])
@@ -313,6 +325,55 @@ def measure(settings: Settings, url: str, sizes: list[int]) -> Scaling:
     return Scaling(sizes, curves)
 
 
+HISTORY_STEPS = ("generate+load", "full build", "daily incremental build", "five-minute run")
+
+
+def measure_history(settings: Settings, url: str, users: int, days: list[int]) -> Scaling:
+    """The history curve: the same number of users with longer and longer histories, each
+    in a fresh database. Its sizes are the events each load wrote: the total size, which
+    grows while the users, and with them every per-user figure a new as-of date moves
+    (days since last active, points of the last 7 days, streaks, ranks), stay the same.
+    The full work grows with it; the daily build and the five-minute run (on the
+    contract's indexes alone) should not, as the new data before them is the same."""
+    curves = {s: Curve(s) for s in HISTORY_STEPS}
+    plan = ["generate+load", "full build", "simulate daily", "daily incremental build"]
+    plan += ["simulate five minutes", "five-minute run"] * FIVE_MINUTE_RUNS
+    sizes: list[int] = []
+    for n_days in sorted(set(days)):
+        console.print(f"history: {users:,} users over {n_days:,} days ...")
+        fresh_database(settings.database_url, url)
+        repeated: list[dict[str, Any]] = []
+        for name in plan:
+            figures = run_step(name, url, users, settings.redis_url, n_days)
+            shown = {k: v for k, v in figures.items() if k != "models"}
+            console.print(f"  {name}: {shown}")
+            if name == "generate+load":
+                sizes.append(int(figures["events"]))
+            if name == "full build":
+                figures |= recent_activity(url)
+            if name == "five-minute run":
+                repeated.append(figures)
+                if len(repeated) < FIVE_MINUTE_RUNS:
+                    continue
+                figures = median_run(repeated)
+            if name in curves:
+                curves[name].seconds.append(figures.pop("seconds"))
+                curves[name].peak_rss_mib.append(figures.pop("peak_rss_mib"))
+                curves[name].notes.append({"users": users, "days": n_days, **figures})
+    return Scaling(sizes, curves, axis="events")
+
+
+def recent_activity(url: str) -> dict[str, int]:
+    """DAU, WAU and MAU of the last date built (not timed): how many users the new as-of
+    date's figures are about, where the whole history is not."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "select dau, wau, mau from marts.fct_daily_active_users "
+            "order by activity_date desc limit 1"
+        ).fetchone()
+    return dict(zip(("dau", "wau", "mau"), map(int, row or (0, 0, 0)), strict=True))
+
+
 def plot(scaling: Scaling, path: Path, title: str) -> None:
     import matplotlib
 
@@ -332,8 +393,8 @@ def plot(scaling: Scaling, path: Path, title: str) -> None:
         ax_t.loglog(scaling.sizes, c.seconds, marker="o", label=label)
         ax_m.loglog(scaling.sizes, c.peak_rss_mib, marker="o",
                     label=f"{name}: exponent {d['exponent_memory']:.2f}")  # fmt: skip
-    ax_t.set(xlabel="users", ylabel="seconds", title="time")
-    ax_m.set(xlabel="users", ylabel="peak RSS of the step's process (MiB)", title="memory")
+    ax_t.set(xlabel=scaling.axis, ylabel="seconds", title="time")
+    ax_m.set(xlabel=scaling.axis, ylabel="peak RSS of the step's process (MiB)", title="memory")
     for ax in (ax_t, ax_m):
         ax.grid(True, which="both", alpha=0.3)
         # below the axes: inside them the legend hid the lowest curve (the publish)
@@ -347,4 +408,5 @@ def plot(scaling: Scaling, path: Path, title: str) -> None:
 
 if __name__ == "__main__":
     step, db_url, n_users, redis = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    print(json.dumps(_step(step, db_url, n_users, redis)))
+    n_days = int(sys.argv[5]) if len(sys.argv) > 5 else None
+    print(json.dumps(_step(step, db_url, n_users, redis, n_days)))

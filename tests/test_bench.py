@@ -26,7 +26,7 @@ NAMED_STEPS = {
 def test_bench_all_quick_writes_the_whole_report(tmp_path: Path) -> None:
     sizes = "1000,100,300"  # the quick sizes, given out of order: the curve sorts them
     done = run_cli(
-        "bench", "all", "--quick", "--sizes", sizes, "--out", str(tmp_path), timeout=1200
+        "bench", "all", "--quick", "--sizes", sizes, "--out", str(tmp_path), timeout=1800
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     # the freshness benchmark's jobs log into its log file, not between the figures
@@ -73,10 +73,30 @@ def test_bench_all_quick_writes_the_whole_report(tmp_path: Path) -> None:
         assert 0 < note["record_seconds"] <= note["publish_seconds"]
     for note in report["scaling"]["steps"]["generate+load"]["details"]:
         assert set(note["phases"]) >= {"generate + copy events", "keys and indexes"}
+    history = report["history"]  # the same users, longer and longer histories
+    assert history["axis"] == "events" and history["users"] == 100
+    assert history["days"] == [10, 20, 40] and list(history["steps"]) == list(scaling.HISTORY_STEPS)
+    assert len(history["sizes"]) == 3 and history["sizes"] == sorted(history["sizes"])
+    assert len(set(history["sizes"])) == 3  # a longer history loads more events
+    for name, curve in history["steps"].items():
+        assert [n["days"] for n in curve["details"]] == [10, 20, 40]
+        assert all(s > 0 for s in curve["seconds"]) and len(curve["seconds"]) == 3
+        goal = scaling.FULL_GOAL if name in scaling.FULL_WORK else scaling.NEW_DATA_GOAL
+        assert curve["goal_exponent"] == goal
+    for note in history["steps"]["full build"]["details"]:
+        assert 0 <= note["dau"] <= note["wau"] <= note["mau"] <= 100 and note["mau"] > 0
+    for note in history["steps"]["five-minute run"]["details"]:
+        assert len(note["runs_seconds"]) == scaling.FIVE_MINUTE_RUNS
+    png = (tmp_path / "history.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     md = (tmp_path / "REPORT.md").read_text()
     assert "## Scaling curve" in md and "![scaling curve](scaling.png)" in md
+    assert "## History curve" in md and "![history curve](history.png)" in md
+    assert (
+        "| 40 days, " in md and "(DAU / WAU / MAU)" in md
+    )  # the history's points are named by their length and events
     headings = [line for line in md.splitlines() if line.startswith("## ")]
-    assert len(headings) == len(SECTIONS) + 1
+    assert len(headings) == len(SECTIONS) + 2
     assert "### Where the time goes" in md and "| five-minute run | of which publish |" in md
 
 

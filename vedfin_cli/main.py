@@ -860,20 +860,22 @@ def bench_api(
               help="Tiny sizes (seconds per benchmark): CI's check that every benchmark runs; "
               "the figures say nothing about speed.")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder for report.json, REPORT.md and scaling.png [default: bench/, "
-              "or bench/quick/ with --quick].")  # fmt: skip
+              help="Folder for report.json, REPORT.md, scaling.png and history.png "
+              "[default: bench/, or bench/quick/ with --quick].")  # fmt: skip
 @click.option("--sizes", callback=_user_counts, default=None, metavar="N,N,...",
               help="Users at each point of the scaling curve [default: 1000,10000,100000, and "
               "300000 where the machine has 8 GiB of memory and 40 GiB free disk].")  # fmt: skip
 def bench_all(quick: bool, out: Path | None, sizes: list[int] | None) -> None:
-    """Every benchmark on fresh scratch databases and the scaling curve, in one report:
-    bench/report.json, bench/REPORT.md and the log-log plot bench/scaling.png."""
+    """Every benchmark on fresh scratch databases, the scaling curve (more users) and the
+    history curve (the same users, a longer history), in one report: bench/report.json,
+    bench/REPORT.md and the log-log plots bench/scaling.png and bench/history.png."""
     from benchmarks.report import run_all
 
     folder = out or PROJECT_ROOT_BENCH / ("quick" if quick else "")
     report = run_all(resolve(), quick=quick, out=folder, sizes_scaling=sizes)
-    click.echo(f"wrote {folder / 'report.json'}, {folder / 'REPORT.md'}, {folder / 'scaling.png'} "
-               f"in {report['seconds']:.0f} s", err=True)  # fmt: skip
+    written = ", ".join(str(folder / f) for f in ("report.json", "REPORT.md", "scaling.png"))
+    click.echo(f"wrote {written}, {folder / 'history.png'} in {report['seconds']:.0f} s",
+               err=True)  # fmt: skip
 
 
 @bench.command("freshness")
