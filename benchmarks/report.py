@@ -263,12 +263,11 @@ def run_all(
     report["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     server_name = report["machine"]["postgresql"].split(" on ")[0]
-    title = f"vedfin scaling curve ({report['machine']['cores']} cores, {server_name}, "
-    scaling.plot(curve, out / "scaling.png", title + f"{report['generated_at']})")
+    where = f"{report['machine']['cores']} cores, {server_name}, {report['generated_at']}"
+    scaling.plot(curve, out / "scaling.png", f"vedfin scaling curve ({where})")
     scaling.plot(
         history, out / "history.png",
-        f"vedfin history curve: {sizes.history_users:,} users, "
-        + title.removeprefix("vedfin scaling curve (") + f"{report['generated_at']})",
+        f"vedfin history curve ({sizes.history_users:,} users, {where})",
     )  # fmt: skip
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (out / "REPORT.md").write_text(markdown(report))
