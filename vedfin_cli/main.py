@@ -873,9 +873,9 @@ def bench_all(quick: bool, out: Path | None, sizes: list[int] | None) -> None:
 
     folder = out or PROJECT_ROOT_BENCH / ("quick" if quick else "")
     report = run_all(resolve(), quick=quick, out=folder, sizes_scaling=sizes)
-    written = ", ".join(str(folder / f) for f in ("report.json", "REPORT.md", "scaling.png"))
-    click.echo(f"wrote {written}, {folder / 'history.png'} in {report['seconds']:.0f} s",
-               err=True)  # fmt: skip
+    files = ("report.json", "REPORT.md", "scaling.png", "history.png")
+    written = ", ".join(str(folder / f) for f in files)
+    click.echo(f"wrote {written} in {report['seconds']:.0f} s", err=True)
 
 
 @bench.command("freshness")
