@@ -50,6 +50,7 @@ import math
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -287,6 +288,44 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+StepHook = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def measure_point(
+    settings: Settings,
+    url: str,
+    users: int,
+    plan: list[str],
+    curves: dict[str, Curve],
+    point: dict[str, Any],
+    days: int | None = None,
+    done: StepHook | None = None,
+) -> None:
+    """One point of a curve, in a database created afresh for it: every step of ``plan``
+    in a child process of its own (``run_step``). A step in ``RUNS`` counts once its
+    repeats are all in, as their median run. ``done(name, figures)`` sees each step's
+    final figures and returns figures to add to them (what a step's point needs from
+    another step, or from the database after it); a step with a curve then adds its time,
+    its peak RSS and the rest (under ``point``'s keys) to that curve."""
+    fresh_database(settings.database_url, url)
+    repeated: dict[str, list[dict[str, Any]]] = {s: [] for s in RUNS}
+    for name in plan:
+        figures = run_step(name, url, users, settings.redis_url, days)
+        shown = {k: v for k, v in figures.items() if k != "models"}
+        console.print(f"  {name}: {shown}")
+        if name in RUNS:
+            repeated[name].append(figures)
+            if len(repeated[name]) < RUNS[name]:
+                continue
+            figures = median_run(repeated[name])
+        if done is not None:
+            figures |= done(name, figures)
+        if name in curves:
+            curves[name].seconds.append(figures.pop("seconds"))
+            curves[name].peak_rss_mib.append(figures.pop("peak_rss_mib"))
+            curves[name].notes.append(point | figures)
+
+
 def measure(settings: Settings, url: str, sizes: list[int]) -> Scaling:
     curves = {s: Curve(s) for s in STEPS}
     plan = [
@@ -300,28 +339,17 @@ def measure(settings: Settings, url: str, sizes: list[int]) -> Scaling:
     plan += ["simulate five minutes", "five-minute run"] * FIVE_MINUTE_RUNS
     plan += ["index ingested_at"]
     plan += ["simulate five minutes", "five-minute run, ingested_at indexed"] * FIVE_MINUTE_RUNS
+    indexing: dict[str, Any] = {}
+
+    def done(name: str, figures: dict[str, Any]) -> dict[str, Any]:
+        """The index's build time goes with the curve that runs on it."""
+        if name == "index ingested_at":
+            indexing["index_seconds"] = round(figures["seconds"], 3)
+        return indexing if name == "five-minute run, ingested_at indexed" else {}
+
     for users in sizes:
         console.print(f"scaling: {users:,} users ...")
-        fresh_database(settings.database_url, url)
-        repeated: dict[str, list[dict[str, Any]]] = {s: [] for s in RUNS}
-        indexing: dict[str, Any] = {}
-        for name in plan:
-            figures = run_step(name, url, users, settings.redis_url)
-            shown = {k: v for k, v in figures.items() if k != "models"}
-            console.print(f"  {name}: {shown}")
-            if name == "index ingested_at":
-                indexing = {"index_seconds": round(figures["seconds"], 3)}
-            if name in RUNS:
-                repeated[name].append(figures)
-                if len(repeated[name]) < RUNS[name]:
-                    continue
-                figures = median_run(repeated[name])
-                if name == "five-minute run, ingested_at indexed":
-                    figures |= indexing
-            if name in curves:
-                curves[name].seconds.append(figures.pop("seconds"))
-                curves[name].peak_rss_mib.append(figures.pop("peak_rss_mib"))
-                curves[name].notes.append({"users": users, **figures})
+        measure_point(settings, url, users, plan, curves, {"users": users}, done=done)
     return Scaling(sizes, curves)
 
 
@@ -339,27 +367,18 @@ def measure_history(settings: Settings, url: str, users: int, days: list[int]) -
     plan = ["generate+load", "full build", "simulate daily", "daily incremental build"]
     plan += ["simulate five minutes", "five-minute run"] * FIVE_MINUTE_RUNS
     sizes: list[int] = []
+
+    def done(name: str, figures: dict[str, Any]) -> dict[str, Any]:
+        """The events loaded are the point's size; DAU/WAU/MAU of the last date built,
+        what the later steps' per-user figures are about."""
+        if name == "generate+load":
+            sizes.append(int(figures["events"]))
+        return recent_activity(url) if name == "full build" else {}
+
     for n_days in sorted(set(days)):
         console.print(f"history: {users:,} users over {n_days:,} days ...")
-        fresh_database(settings.database_url, url)
-        repeated: list[dict[str, Any]] = []
-        for name in plan:
-            figures = run_step(name, url, users, settings.redis_url, n_days)
-            shown = {k: v for k, v in figures.items() if k != "models"}
-            console.print(f"  {name}: {shown}")
-            if name == "generate+load":
-                sizes.append(int(figures["events"]))
-            if name == "full build":
-                figures |= recent_activity(url)
-            if name == "five-minute run":
-                repeated.append(figures)
-                if len(repeated) < FIVE_MINUTE_RUNS:
-                    continue
-                figures = median_run(repeated)
-            if name in curves:
-                curves[name].seconds.append(figures.pop("seconds"))
-                curves[name].peak_rss_mib.append(figures.pop("peak_rss_mib"))
-                curves[name].notes.append({"users": users, "days": n_days, **figures})
+        point = {"users": users, "days": n_days}
+        measure_point(settings, url, users, plan, curves, point, n_days, done)
     return Scaling(sizes, curves, axis="events")
 
 
