@@ -299,6 +299,29 @@ def test_an_earlier_as_of_date_rebuilds_in_full(pg_server: Server) -> None:
     assert "full refresh" not in out
 
 
+def test_a_cohort_retention_table_from_before_it_was_incremental_upgrades_itself(
+    pg_server: Server,
+) -> None:
+    """fct_cohort_retention was a table without last_ingested_at before it became
+    incremental. The first incremental build on such a table computes it whole and adds
+    the column (no --full-refresh, no failed daily build after an upgrade), equal to a
+    full refresh."""
+    url = _db(pg_server, "vedfin_dbt_cohort_upgrade")
+    _cli_ok("seed", "--scenario", "test", "--end-date", END.isoformat(), "-q", url=url)
+    _cli_ok("build", "--as-of", END.isoformat(), url=url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("alter table marts.fct_cohort_retention drop column last_ingested_at")
+    _cli_ok("seed", "--append-days", "1", "-q", url=url)
+    out = _cli_ok("build", "--as-of", "2026-11-21", url=url)
+    assert "full refresh" not in out
+    with psycopg.connect(url) as conn:
+        filled = conn.execute(
+            "select count(last_ingested_at) from marts.fct_cohort_retention"
+        ).fetchone()
+    assert filled is not None and filled[0] > 0
+    _assert_incremental_equals_full_refresh(url, "2026-11-21", ("fct_cohort_retention",))
+
+
 def _insert_events(url: str, rows: list[dict[str, object]]) -> None:
     """Plain INSERTs into app.behavior_logs, as the platform's application writes them."""
     with psycopg.connect(url) as conn:
@@ -520,6 +543,7 @@ def test_incremental_plans_run_no_subquery_per_row(pg_server: Server) -> None:
         "int_sessions": compiled / "intermediate/events",
         "fct_daily_active_users": compiled / "marts/engagement",
         "fct_student_behavior_patterns": compiled / "marts/engagement",
+        "fct_cohort_retention": compiled / "marts/engagement",
     }
     with psycopg.connect(url) as conn:
         for model, folder in models.items():
