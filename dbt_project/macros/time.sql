@@ -18,7 +18,7 @@
         {{- return(modules.datetime.datetime.now(modules.pytz.timezone(var("reporting_tz"))).strftime("%Y-%m-%d")) -}}
     {%- endif -%}
     {%- set text = configured | string | trim -%}
-    {%- if not modules.re.match("^\d{4}-\d{2}-\d{2}$", text) -%}
+    {%- if not modules.re.match("^[0-9]{4}-[0-9]{2}-[0-9]{2}$", text) -%}
         {{- exceptions.raise_compiler_error("as_of_date (var or VEDFIN_AS_OF_DATE) must be YYYY-MM-DD, got '" ~ text ~ "'") -}}
     {%- endif -%}
     {{- return(text) -}}
