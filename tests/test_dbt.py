@@ -7,6 +7,7 @@ resolved server (the embedded PostgreSQL 18 by default) and a throwaway PostgreS
 from __future__ import annotations
 
 import re
+import time
 from datetime import date
 from pathlib import Path
 
@@ -474,6 +475,57 @@ def test_an_incremental_build_never_waits_for_a_vacuum(built_db: str) -> None:
         )
         assert "full refresh" not in out
         holder.rollback()
+
+
+def test_the_daily_move_of_days_since_last_active_is_updated_in_place(pg_server: Server) -> None:
+    """A new as-of date changes days_since_last_active on every row of
+    fct_student_behavior_patterns (its post-hook). The table keeps half of each page free
+    (fillfactor 50, set and the rows rewritten once after each full build, or on the first
+    build of a table made before), so PostgreSQL updates each row inside its page (a HOT
+    update) instead of writing a new entry in the index for every user every day."""
+    url = _db(pg_server, "vedfin_dbt_fillfactor")
+    _cli_ok("seed", "--scenario", "test", "--end-date", END.isoformat(), "-q", url=url)
+    _cli_ok("build", "--as-of", END.isoformat(), url=url)
+    table = "marts.fct_student_behavior_patterns"
+
+    def options() -> list[str]:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("select reloptions from pg_class where oid = %s::regclass", (table,))
+            return list((row.fetchone() or [None])[0] or [])
+
+    def updates() -> tuple[int, int]:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "select n_tup_upd, n_tup_hot_upd from pg_stat_user_tables where relid = %s::regclass",
+                (table,),
+            ).fetchone()
+            assert row is not None
+            return int(row[0]), int(row[1])
+
+    assert options() == ["fillfactor=50"]
+    with psycopg.connect(url) as conn:  # the full build's rows were rewritten with that room
+        clustered = conn.execute(
+            "select bool_or(indisclustered) from pg_index where indrelid = %s::regclass", (table,)
+        ).fetchone()
+    assert clustered == (True,)
+    with psycopg.connect(url, autocommit=True) as conn:  # as a table built before this change
+        conn.execute(f"alter table {table} reset (fillfactor)")
+        rows = conn.execute(f"select count(*) from {table}").fetchone()
+    assert rows is not None and rows[0] > 0
+    before = updates()
+    # the first build puts the room back, then each moves every row to its as-of date
+    for as_of in ("2026-11-21", "2026-11-22"):
+        out = _cli_ok("build", "--as-of", as_of, url=url)
+        assert "full refresh" not in out
+        assert options() == ["fillfactor=50"]
+    deadline = time.monotonic() + 10  # a backend's counts reach the statistics when it ends
+    # each run updates every row but those of the users it recomputed (events that were in
+    # the future become valid as the as-of date moves)
+    while updates()[0] - before[0] < rows[0] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    updated, hot = (now - then for now, then in zip(updates(), before, strict=True))
+    assert updated >= rows[0], (updated, rows[0])
+    assert hot == updated, (hot, updated)
 
 
 def test_a_backfilled_event_is_reported_until_a_full_refresh(pg_server: Server) -> None:

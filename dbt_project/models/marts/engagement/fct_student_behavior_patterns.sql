@@ -7,6 +7,7 @@
         on_schema_change='fail',
         indexes=[{'columns': ['user_id'], 'unique': true}],
         post_hook=[
+            "{{ ensure_fillfactor(this, 50) }}",
             "update {{ this }} set days_since_last_active = {{ as_of_date() }} - last_active_date
              where days_since_last_active is distinct from {{ as_of_date() }} - last_active_date",
         ],
@@ -20,7 +21,8 @@
     since the previous run: a valid event dated after the last active date already here
     (about the previous as_of_date; earlier when runs were missed), an event ingested or
     a lesson started or updated since the previous run (late events included).
-    The post-hook then moves everyone's days_since_last_active to the new as_of_date.
+    The post-hooks then move everyone's days_since_last_active to the new as_of_date, in
+    place: the table keeps half of each page free for it (ensure_fillfactor).
     last_ingested_at: the latest ingested_at of the user's valid events.
 -#}
 
